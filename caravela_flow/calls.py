@@ -1,0 +1,65 @@
+"""Calling user functions: async ones on the loop, sync ones in caravela_flow's threads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.db import close_old_connections
+
+from .conf import get_settings
+
+_lock = threading.Lock()
+_executor: ThreadPoolExecutor | None = None
+
+
+def executor() -> ThreadPoolExecutor:
+    """The pool that runs sync step functions (``CARAVELA_FLOW["THREADS"]`` threads)."""
+    global _executor
+    with _lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=get_settings().THREADS, thread_name_prefix="caravela-flow-work"
+            )
+        return _executor
+
+
+def _in_thread(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    # Like a request: drop connections that are broken or past CONN_MAX_AGE.
+    close_old_connections()
+    try:
+        return fn(*args)
+    finally:
+        close_old_connections()
+
+
+async def call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call ``fn(*args)`` and return its (awaited) result.
+
+    Coroutine functions run on the loop; other callables run in a worker thread
+    so blocking I/O and the ORM are fine. An awaitable returned by a sync
+    callable (``lambda: fetch(1)``) is awaited on the loop.
+    """
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
+    ):
+        result = await fn(*args)
+    else:
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        result = await loop.run_in_executor(executor(), context.run, _in_thread, fn, args)
+    while inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def exc_reason(exc: BaseException) -> str:
+    """``"ExcType: message"`` (just ``"ExcType"`` when the message is empty)."""
+    message = str(exc)
+    name = type(exc).__name__
+    return f"{name}: {message}" if message else name

@@ -1,0 +1,99 @@
+"""System checks for misconfiguration (``caravela_flow.E0xx`` / ``W0xx``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+
+from .conf import get_settings
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Validate ``CARAVELA_FLOW``, the channel layer and the apps the mode needs."""
+    try:
+        conf = get_settings()
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), hint="Fix the CARAVELA_FLOW setting.", id="caravela_flow.E001")]
+    errors: list[CheckMessage] = []
+    apps = set(settings.INSTALLED_APPS)
+    if "channels" not in apps:
+        errors.append(
+            Error(
+                "'channels' is not in INSTALLED_APPS.",
+                hint="Add 'channels' to INSTALLED_APPS.",
+                id="caravela_flow.E002",
+            )
+        )
+    if "daphne" not in apps:
+        errors.append(
+            Warning(
+                "'daphne' is not in INSTALLED_APPS, so runserver will not serve WebSockets.",
+                hint="Add 'daphne' at the top of INSTALLED_APPS (or serve with another ASGI "
+                "server).",
+                id="caravela_flow.W001",
+            )
+        )
+    if not getattr(settings, "ASGI_APPLICATION", None):
+        errors.append(
+            Error(
+                "ASGI_APPLICATION is not set; live flow updates need an ASGI application.",
+                hint="Set ASGI_APPLICATION = 'yourproject.asgi.application'.",
+                id="caravela_flow.E003",
+            )
+        )
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    layer = layers.get(conf.CHANNEL_LAYER)
+    if layer is None:
+        level = Error if conf.MODE == "worker" else Warning
+        errors.append(
+            level(
+                f"CHANNEL_LAYERS has no {conf.CHANNEL_LAYER!r} layer; "
+                "flows cannot publish to subscribers.",
+                hint="Configure CHANNEL_LAYERS (InMemoryChannelLayer for local mode, "
+                "channels_redis for worker mode).",
+                id="caravela_flow.E004" if conf.MODE == "worker" else "caravela_flow.W002",
+            )
+        )
+    elif conf.MODE == "worker" and "InMemoryChannelLayer" in str(layer.get("BACKEND", "")):
+        errors.append(
+            Error(
+                "Worker mode cannot use InMemoryChannelLayer: workers run in other processes.",
+                hint="Use channels_redis.core.RedisChannelLayer, or MODE 'local'.",
+                id="caravela_flow.E005",
+            )
+        )
+    if conf.MODE == "worker" and not errors:
+        errors.extend(_check_worker_routing(conf.WORKER_CHANNEL))
+    return errors
+
+
+def _check_worker_routing(channel: str) -> list[CheckMessage]:
+    from channels.routing import ChannelNameRouter, ProtocolTypeRouter, get_default_application
+
+    try:
+        application = get_default_application()
+    except Exception as exc:
+        return [
+            Error(
+                f"Cannot load the ASGI application: {exc}",
+                hint="Check ASGI_APPLICATION.",
+                id="caravela_flow.E006",
+            )
+        ]
+    routes = getattr(application, "application_mapping", None)
+    router = routes.get("channel") if isinstance(application, ProtocolTypeRouter) and routes else None
+    if not isinstance(router, ChannelNameRouter) or channel not in router.application_mapping:
+        return [
+            Error(
+                f"The ASGI application does not route the {channel!r} channel, "
+                "so `runworker` cannot host flows.",
+                hint="Add \"channel\": ChannelNameRouter({"
+                f"{channel!r}: FlowWorkerConsumer.as_asgi()}}) to your ProtocolTypeRouter.",
+                id="caravela_flow.E007",
+            )
+        ]
+    return []

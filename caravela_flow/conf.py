@@ -1,0 +1,86 @@
+"""The ``CARAVELA_FLOW`` settings dict, merged over defaults and cached.
+
+The cache is dropped on Django's ``setting_changed`` signal, so
+``override_settings(CARAVELA_FLOW=...)`` works in tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+MODES = ("local", "worker")
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """Effective settings; each field is a key of ``CARAVELA_FLOW``."""
+
+    #: ``"local"``: runners live in the calling process; ``"worker"``: in runworker processes.
+    MODE: str = "local"
+    #: Seconds a finished flow's final state and status stay readable.
+    RETAIN_SECONDS: float = 300.0
+    #: Threads that run sync step functions.
+    THREADS: int = 32
+    #: Channel layer alias used for groups and the worker channel.
+    CHANNEL_LAYER: str = "default"
+    #: Prefix of every group name (a flow's group is ``<prefix>.<flow id>``).
+    GROUP_PREFIX: str = "caravela_flow"
+    #: Worker mode: the channel that ``runworker`` listens on.
+    WORKER_CHANNEL: str = "caravela-flows"
+    #: Worker mode: seconds ``start`` waits for a worker's acknowledgement.
+    START_TIMEOUT: float = 5.0
+    #: Worker mode: seconds ``signal``/``get_state``/``stop`` wait for the runner's reply.
+    REQUEST_TIMEOUT: float = 5.0
+    #: Worker mode: seconds a worker takes to stop its flows on SIGTERM/SIGINT.
+    SHUTDOWN_TIMEOUT: float = 5.0
+    #: Seconds a subscription token stays valid.
+    TOKEN_MAX_AGE: int = 3600
+
+
+_cached: FlowSettings | None = None
+
+
+def _validate(values: dict[str, Any]) -> FlowSettings:
+    known = {f.name for f in fields(FlowSettings)}
+    unknown = set(values) - known
+    if unknown:
+        raise ImproperlyConfigured(
+            f"CARAVELA_FLOW has unknown key(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    result = FlowSettings(**values)
+    if result.MODE not in MODES:
+        raise ImproperlyConfigured(
+            f"CARAVELA_FLOW['MODE'] must be one of {', '.join(MODES)}, got {result.MODE!r}"
+        )
+    for name in ("RETAIN_SECONDS", "START_TIMEOUT", "REQUEST_TIMEOUT", "SHUTDOWN_TIMEOUT"):
+        value = getattr(result, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ImproperlyConfigured(f"CARAVELA_FLOW[{name!r}] must be a number >= 0")
+    if not isinstance(result.THREADS, int) or result.THREADS < 1:
+        raise ImproperlyConfigured("CARAVELA_FLOW['THREADS'] must be an int >= 1")
+    return result
+
+
+def get_settings() -> FlowSettings:
+    """The effective settings (cached)."""
+    global _cached
+    if _cached is None:
+        values = getattr(django_settings, "CARAVELA_FLOW", None) or {}
+        if not isinstance(values, dict):
+            raise ImproperlyConfigured("CARAVELA_FLOW must be a dict")
+        _cached = _validate(values)
+    return _cached
+
+
+@receiver(setting_changed)
+def _reset(setting: str, **kwargs: Any) -> None:
+    global _cached
+    if setting == "CARAVELA_FLOW":
+        _cached = None

@@ -1,0 +1,124 @@
+"""``Flows`` classes and the ``FlowDefinition`` objects their attributes hold."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from .errors import FlowDefinitionError, FlowNotFound
+from .registry import registry
+from .state import StateError, check_state
+from .steps import Sequence, Step, to_ms
+from .types import State
+
+RESTART_POLICIES = ("transient", "temporary")
+_OPTIONS = {"restart", "max_restarts", "max_seconds"}
+
+
+class FlowDefinition:
+    """A declared flow: its body, initial state and supervision options.
+
+    Made by :func:`caravela_flow.flow`; named when assigned to a ``Flows`` class.
+    """
+
+    __slots__ = ("body", "initial_state", "key", "max_restarts", "max_seconds", "name", "restart")
+
+    def __init__(
+        self,
+        body: Sequence,
+        initial_state: State,
+        restart: str = "transient",
+        max_restarts: int = 3,
+        max_seconds: float = 5,
+    ) -> None:
+        self.body = body
+        self.initial_state = initial_state
+        self.restart = restart
+        self.max_restarts = max_restarts
+        self.max_seconds = max_seconds
+        self.name: str = ""
+        self.key: str = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        key = f"{owner.__module__}.{owner.__qualname__}.{name}"
+        if self.key and self.key != key:
+            raise FlowDefinitionError(
+                f"flow {self.key!r} is also assigned to {key!r}; declare a separate flow() for each"
+            )
+        self.name = name
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"<FlowDefinition {self.key or '(unbound)'}>"
+
+
+def flow(*steps: Step, initial_state: State | None = None, **options: Any) -> FlowDefinition:
+    """Declare a flow whose body is ``sequence(*steps)``.
+
+    Options: ``restart`` (``"transient"``: restart after a crash, the default;
+    ``"temporary"``: never), ``max_restarts`` (default 3) in ``max_seconds``
+    (default 5).
+    """
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise FlowDefinitionError(
+            f"flow: unknown option(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_OPTIONS))}"
+        )
+    if not steps:
+        raise FlowDefinitionError("flow: a flow needs at least one step")
+    body = Sequence(steps)
+    if initial_state is None:
+        initial_state = {}
+    try:
+        initial = check_state(initial_state, "flow: initial_state")
+    except StateError as exc:
+        raise FlowDefinitionError(str(exc)) from None
+    restart = options.get("restart", "transient")
+    if restart not in RESTART_POLICIES:
+        raise FlowDefinitionError(
+            f"flow: unknown restart {restart!r}; use one of {', '.join(RESTART_POLICIES)}"
+        )
+    max_restarts = options.get("max_restarts", 3)
+    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+        raise FlowDefinitionError(f"flow: max_restarts must be an int >= 0, got {max_restarts!r}")
+    max_seconds = options.get("max_seconds", 5)
+    if isinstance(max_seconds, (int, float)) and not isinstance(max_seconds, bool):
+        if max_seconds <= 0:
+            raise FlowDefinitionError(f"flow: max_seconds must be > 0, got {max_seconds!r}")
+    else:
+        ms = to_ms(max_seconds, "flow", "max_seconds")  # accepts a timedelta
+        max_seconds = (ms or 0) / 1000
+    return FlowDefinition(body, initial, restart, max_restarts, float(max_seconds))
+
+
+class Flows:
+    """Base class that groups flows; each ``flow(...)`` attribute is registered.
+
+    Subclasses register under ``"<module>.<qualname>.<attr>"``.
+    """
+
+    __flows__: ClassVar[dict[str, FlowDefinition]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        flows: dict[str, FlowDefinition] = {}
+        for base in reversed(cls.__mro__[1:]):
+            flows.update(getattr(base, "__flows__", {}))
+        for name, value in vars(cls).items():
+            if isinstance(value, FlowDefinition):
+                flows[name] = value
+                registry.register(value)
+        cls.__flows__ = flows
+
+    @classmethod
+    def get_flow(cls, name: str) -> FlowDefinition:
+        """The flow called ``name``, or :class:`FlowNotFound` naming the known ones."""
+        if not isinstance(name, str):
+            raise FlowNotFound(f"flow name must be a str, got {name!r}")
+        try:
+            return cls.__flows__[name]
+        except KeyError:
+            known = ", ".join(sorted(cls.__flows__)) or "none"
+            raise FlowNotFound(
+                f"{cls.__qualname__} has no flow {name!r}; its flows: {known}"
+            ) from None

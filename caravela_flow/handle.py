@@ -1,0 +1,40 @@
+"""``FlowHandle``: how callers refer to a running flow."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import FlowArgumentError
+
+_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True, slots=True)
+class FlowHandle:
+    """A reference to one flow; ``str(handle) == handle.id``."""
+
+    #: Unguessable uuid4 hex that names the flow everywhere (groups, tokens, URLs).
+    id: str
+    #: The flow's registry key, ``"<module>.<Class qualname>.<attr>"`` (informational).
+    flow: str = ""
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def flow_id_of(handle: Any) -> str:
+    """The id of a ``FlowHandle`` or id string; anything else is refused."""
+    if isinstance(handle, FlowHandle):
+        return handle.id
+    if isinstance(handle, str):
+        return handle
+    raise FlowArgumentError(
+        f"expected a FlowHandle or a flow id string, got {type(handle).__name__}: {handle!r:.80}"
+    )
+
+
+def is_flow_id(value: str) -> bool:
+    """Whether ``value`` has the shape of a flow id."""
+    return _ID.fullmatch(value) is not None

@@ -1,0 +1,92 @@
+"""Event loops that local-mode runners live on, and calls into them from any thread."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from asgiref.sync import SyncToAsync
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_background: asyncio.AbstractEventLoop | None = None
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The loop running in this thread, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def server_loop() -> asyncio.AbstractEventLoop | None:
+    """The ASGI server's loop when this thread runs sync code for it (a sync view)."""
+    local = SyncToAsync.threadlocal
+    if getattr(local, "main_event_loop_pid", None) != os.getpid():
+        return None
+    loop: asyncio.AbstractEventLoop | None = getattr(local, "main_event_loop", None)
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return None
+    return loop
+
+
+def background_loop() -> asyncio.AbstractEventLoop:
+    """A loop owned by caravela_flow, running in a daemon thread (made on first use)."""
+    global _background
+    with _lock:
+        if _background is None or _background.is_closed():
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def serve() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            threading.Thread(target=serve, name="caravela-flow-loop", daemon=True).start()
+            ready.wait()
+            _background = loop
+        return _background
+
+
+def home_loop() -> asyncio.AbstractEventLoop:
+    """Where a flow started from this thread should live."""
+    return running_loop() or server_loop() or background_loop()
+
+
+def _run_into(future: concurrent.futures.Future[Any], fn: Callable[..., Any], args: Any) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(fn(*args))
+    except BaseException as exc:
+        future.set_exception(exc)
+
+
+def submit(
+    loop: asyncio.AbstractEventLoop, fn: Callable[..., T], *args: Any
+) -> concurrent.futures.Future[T]:
+    """Schedule ``fn(*args)`` on ``loop`` from another thread; raises if the loop is closed."""
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+    loop.call_soon_threadsafe(_run_into, future, fn, args)
+    return future
+
+
+def call_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., T], *args: Any) -> T:
+    """Run the sync ``fn(*args)`` on ``loop``'s thread and return its result (sync callers)."""
+    if running_loop() is loop:
+        return fn(*args)
+    return submit(loop, fn, *args).result()
+
+
+async def acall_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., T], *args: Any) -> T:
+    """Run the sync ``fn(*args)`` on ``loop``'s thread and return its result (async callers)."""
+    if running_loop() is loop:
+        return fn(*args)
+    return await asyncio.wrap_future(submit(loop, fn, *args))

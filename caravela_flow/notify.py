@@ -1,0 +1,153 @@
+"""Delivery of a flow's messages: its own group, plus the optional ``notify`` sink.
+
+Group sends go through one :class:`Publisher` per event loop, which keeps
+each flow's messages in order and, when a backlog builds up, skips a
+``flow.state`` that a newer message of the same flow already supersedes.
+Final messages (``done``/``error``/``stopped``) are never skipped and are
+retried if the layer fails. Callables and ``asyncio.Queue`` sinks (local
+mode) get every message at once, on the runner's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import weakref
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from channels.layers import BaseChannelLayer, get_channel_layer
+
+from .conf import get_settings
+from .groups import flow_group
+
+if TYPE_CHECKING:
+    from .runner import FlowRunner
+    from .types import Message
+
+logger = logging.getLogger("caravela_flow")
+
+SHARDS = 4
+FINAL_ATTEMPTS = 8
+
+_publishers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Publisher] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def channel_layer() -> BaseChannelLayer | None:
+    """The configured channel layer, or None when ``CHANNEL_LAYERS`` has none."""
+    layer = get_channel_layer(get_settings().CHANNEL_LAYER)
+    return layer  # type: ignore[no-any-return]
+
+
+class Publisher:
+    """Sends group messages for the flows of one loop, in order per flow."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, layer: BaseChannelLayer) -> None:
+        self.loop = loop
+        self.layer = layer
+        self._queues: list[deque[tuple[tuple[str, ...], Message, bool]]] = [
+            deque() for _ in range(SHARDS)
+        ]
+        self._drainers: list[asyncio.Task[None] | None] = [None] * SHARDS
+        self._latest: dict[str, int] = {}
+        self.sent = 0
+        self.coalesced = 0
+
+    def send(self, groups: tuple[str, ...], message: Message, final: bool) -> None:
+        """Queue ``message`` for ``groups`` (call on the publisher's loop)."""
+        flow_id = message["flow_id"]
+        self._latest[flow_id] = message["version"]
+        shard = hash(flow_id) % SHARDS
+        self._queues[shard].append((groups, message, final))
+        if self._drainers[shard] is None:
+            self._drainers[shard] = self.loop.create_task(self._drain(shard))
+
+    async def _drain(self, shard: int) -> None:
+        queue = self._queues[shard]
+        try:
+            while queue:
+                groups, message, final = queue.popleft()
+                flow_id, version = message["flow_id"], message["version"]
+                latest = self._latest.get(flow_id, version)
+                if latest == version:
+                    del self._latest[flow_id]
+                elif not final:
+                    self.coalesced += 1
+                    continue
+                for group in groups:
+                    await self._group_send(group, message, final)
+        finally:
+            self._drainers[shard] = None
+
+    async def _group_send(self, group: str, message: Message, final: bool) -> None:
+        attempts = FINAL_ATTEMPTS if final else 1
+        for attempt in range(attempts):
+            try:
+                await self.layer.group_send(group, message)
+                self.sent += 1
+                return
+            except Exception:
+                last = attempt == attempts - 1
+                logger.warning(
+                    "flow %s: group_send of %s to %s failed%s",
+                    message["flow_id"],
+                    message["type"],
+                    group,
+                    "" if last else "; retrying",
+                    exc_info=last,
+                )
+                if not last:
+                    await asyncio.sleep(0.05 * 2**attempt)
+
+
+def publisher(loop: asyncio.AbstractEventLoop) -> Publisher | None:
+    """The publisher of ``loop`` (None without a channel layer)."""
+    found = _publishers.get(loop)
+    if found is None:
+        layer = channel_layer()
+        if layer is None:
+            return None
+        found = _publishers[loop] = Publisher(loop, layer)
+    return found
+
+
+def deliver(runner: FlowRunner, message: Message, final: bool) -> None:
+    """Send one message of ``runner``'s flow to its group and its ``notify`` sink."""
+    sink = runner.notify
+    groups: tuple[str, ...] = (flow_group(runner.id),)
+    if isinstance(sink, str):
+        groups += (sink,)
+    group_publisher = publisher(runner.loop)
+    if group_publisher is not None:
+        group_publisher.send(groups, message, final)
+    if sink is None or isinstance(sink, str):
+        return
+    if isinstance(sink, asyncio.Queue):
+        _put(sink, message, final, runner.loop)
+        return
+    try:
+        result = sink(message)
+        if inspect.isawaitable(result):
+            runner.loop.create_task(_await(result, runner.id))
+    except Exception:
+        logger.exception("flow %s: notify callable %r raised", runner.id, sink)
+
+
+def _put(queue: asyncio.Queue[Any], message: Message, final: bool, loop: Any) -> None:
+    try:
+        queue.put_nowait(message)
+    except asyncio.QueueFull:
+        if final:
+            loop.create_task(queue.put(message))
+        else:
+            logger.warning("flow %s: notify queue full; dropped a state", message["flow_id"])
+
+
+async def _await(result: Any, flow_id: str) -> None:
+    try:
+        await result
+    except Exception:
+        logger.exception("flow %s: async notify callable raised", flow_id)

@@ -1,0 +1,76 @@
+"""States: validation, copies, and the JSON form they travel in.
+
+A state is a dict with string keys whose values Django's JSON encoder can
+write: JSON scalars, lists, dicts, and datetimes, dates, times, timedeltas,
+decimals and UUIDs. Tuples travel as lists.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import math
+import uuid
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.utils.functional import Promise
+
+from .errors import FlowArgumentError
+from .types import State
+
+_SCALARS = (str, int, bool, type(None))
+_ENCODED = (datetime.datetime, datetime.date, datetime.time, datetime.timedelta)
+_ENCODED += (decimal.Decimal, uuid.UUID, Promise)
+_encoder = DjangoJSONEncoder()
+
+
+class StateError(FlowArgumentError):
+    """A state is not a dict of values that travel as JSON."""
+
+
+def _walk(value: Any, path: str, wire: bool) -> Any:
+    if isinstance(value, _SCALARS):
+        return value
+    if type(value) is float:
+        if math.isfinite(value):
+            return value
+        raise StateError(f"{path} is {value!r}, which JSON cannot carry")
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise StateError(f"{path} has a non-string key {key!r}; state keys must be str")
+            out[key] = _walk(item, f"{path}[{key!r}]", wire)
+        return out
+    if isinstance(value, (list, tuple)):
+        items = [_walk(item, f"{path}[{i}]", wire) for i, item in enumerate(value)]
+        return items if wire or isinstance(value, list) else tuple(items)
+    if isinstance(value, float):
+        return _walk(float(value), path, wire)
+    if isinstance(value, _ENCODED):
+        return _encoder.default(value) if wire else value
+    raise StateError(
+        f"{path} is a {type(value).__module__}.{type(value).__qualname__} ({value!r:.80}), "
+        "which cannot travel as JSON; store plain data (ids, strings, numbers) instead"
+    )
+
+
+def check_state(state: Any, where: str = "state") -> State:
+    """Return a deep copy of ``state`` or raise :class:`StateError` naming the bad value."""
+    if not isinstance(state, dict):
+        raise StateError(f"{where} must be a dict, got {type(state).__name__}: {state!r:.80}")
+    result: State = _walk(state, where, wire=False)
+    return result
+
+
+def copy_state(state: State) -> State:
+    """A deep copy of an already checked state."""
+    result: State = _walk(state, "state", wire=False)
+    return result
+
+
+def wire_state(state: State) -> State:
+    """The JSON-native form of a checked state, as subscribers receive it."""
+    result: State = _walk(state, "state", wire=True)
+    return result

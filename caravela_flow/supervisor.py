@@ -1,0 +1,208 @@
+"""The supervisor: starts runners, restarts crashed ones, retains finished ones.
+
+One :data:`supervisor` per process holds every flow the process hosts, by
+id. Its methods that touch a runner must be called on that runner's loop
+thread (:mod:`caravela_flow.loops` gets them there); that is what keeps a
+flow's state free of locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .conf import get_settings
+from .errors import FlowNotFound
+from .notify import deliver
+from .runner import Crash, Failure, FlowRunner, Status
+from .state import wire_state
+from .types import Message, State
+
+if TYPE_CHECKING:
+    from .definition import FlowDefinition
+
+logger = logging.getLogger("caravela_flow")
+
+
+@dataclass(frozen=True)
+class FlowInfo:
+    """A read-only description of one hosted flow."""
+
+    id: str
+    flow: str
+    status: str
+    version: int
+    restarts: int
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Counts of the flows this process hosts."""
+
+    running: int
+    retained: int
+
+
+class Supervisor:
+    """Hosts the runners of this process."""
+
+    def __init__(self) -> None:
+        self._flows: dict[str, FlowRunner] = {}
+
+    # -- starting and finding --------------------------------------------
+
+    def launch(
+        self,
+        definition: FlowDefinition,
+        state: State,
+        notify: Any = None,
+        *,
+        flow_id: str | None = None,
+        publish: Callable[[FlowRunner, Message, bool], None] = deliver,
+    ) -> FlowRunner:
+        """Start a runner on the running loop (call it on that loop's thread)."""
+        loop = asyncio.get_running_loop()
+        flow_id = flow_id or uuid.uuid4().hex
+        runner = FlowRunner(flow_id, definition, state, loop, publish, notify)
+        task = loop.create_task(self._supervise(runner), name=f"caravela-flow {flow_id}")
+        task.add_done_callback(lambda _: self._settle(runner))
+        runner.task = task
+        self._flows[flow_id] = runner
+        return runner
+
+    def get(self, flow_id: str) -> FlowRunner:
+        """The runner of ``flow_id``, running or retained; else :class:`FlowNotFound`."""
+        runner = self._flows.get(flow_id)
+        if runner is None:
+            raise FlowNotFound(f"no flow with id {flow_id!r} (never started, or no longer retained)")
+        return runner
+
+    def running(self, flow_id: str) -> FlowRunner:
+        """The runner of ``flow_id`` if it is still running; else :class:`FlowNotFound`."""
+        runner = self.get(flow_id)
+        if runner.status.finished:
+            raise FlowNotFound(f"flow {flow_id} is not running (it is {runner.status.value})")
+        if runner.loop.is_closed():
+            self._flows.pop(flow_id, None)
+            raise FlowNotFound(f"flow {flow_id} is gone: the event loop it ran on has closed")
+        return runner
+
+    def flows(self) -> list[FlowInfo]:
+        """A description of every hosted flow (running and retained)."""
+        return [
+            FlowInfo(r.id, r.definition.key, r.status.public, r.version, len(r.crashes or ()))
+            for r in list(self._flows.values())
+        ]
+
+    def statistics(self) -> Statistics:
+        """How many flows are running and how many finished ones are retained."""
+        runners = list(self._flows.values())
+        finished = sum(1 for r in runners if r.status.finished)
+        return Statistics(running=len(runners) - finished, retained=finished)
+
+    # -- commands (on the runner's loop thread) ----------------------------
+
+    def signal(self, flow_id: str, update: Any, args: tuple[Any, ...] = ()) -> None:
+        """Apply or queue a signal."""
+        self.running(flow_id).signal(update, args)
+
+    def state(self, flow_id: str) -> State:
+        """A copy of the flow's state (its final state once finished)."""
+        return self.get(flow_id).snapshot()
+
+    def stop(self, flow_id: str) -> asyncio.Task[None] | None:
+        """Cancel the flow and its in-flight work; returns its task to await."""
+        runner = self.running(flow_id)
+        task = runner.task
+        if task is not None:
+            task.cancel()
+        return task
+
+    def forget(self, flow_id: str) -> None:
+        """Drop a finished flow now instead of at the end of its retention."""
+        runner = self._flows.get(flow_id)
+        if runner is not None and runner.status.finished:
+            del self._flows[flow_id]
+
+    # -- supervision ---------------------------------------------------------
+
+    async def _supervise(self, runner: FlowRunner) -> None:
+        try:
+            runner.set_status(Status.RUNNING)
+            while True:
+                crash = runner.take_crash()
+                if crash is None:
+                    try:
+                        await runner.run_body()
+                    except Crash as exc:
+                        crash = exc
+                    except Failure as exc:
+                        self._finish(runner, Status.FAILED, exc.reason)
+                        return
+                    except asyncio.CancelledError:
+                        crash = runner.take_crash()
+                        if crash is None:
+                            raise
+                        task = asyncio.current_task()
+                        if task is not None:
+                            task.uncancel()
+                    else:
+                        self._finish(runner, Status.DONE)
+                        return
+                if not self._may_restart(runner, crash):
+                    return
+                runner.reset()
+        except asyncio.CancelledError:
+            self._finish(runner, Status.STOPPED)
+        except Exception as exc:
+            logger.exception("flow %s: internal error in the runner", runner.id)
+            self._finish(runner, Status.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+
+    def _may_restart(self, runner: FlowRunner, crash: Crash) -> bool:
+        definition = runner.definition
+        if definition.restart == "temporary":
+            self._finish(runner, Status.FAILED, crash.reason)
+            return False
+        now = runner.loop.time()
+        window = now - definition.max_seconds
+        crashes = [t for t in runner.crashes or () if t > window]
+        crashes.append(now)
+        runner.crashes = crashes
+        if len(crashes) > definition.max_restarts:
+            self._finish(
+                runner,
+                Status.FAILED,
+                f"restart limit reached ({definition.max_restarts} restarts in "
+                f"{definition.max_seconds:g} s); last crash in {crash.step}: {crash.reason}",
+            )
+            return False
+        logger.info(
+            "flow %s crashed in %s (%s); restarting from its start state",
+            runner.id,
+            crash.step,
+            crash.reason,
+        )
+        return True
+
+    def _finish(self, runner: FlowRunner, status: Status, reason: str = "") -> None:
+        runner.set_status(status)
+        if status is Status.FAILED:
+            logger.info("flow %s failed: %s", runner.id, reason)
+            runner.emit("error", reason=reason)
+        else:
+            runner.emit(status.value, state=wire_state(runner.state))
+        retain = get_settings().RETAIN_SECONDS
+        if not runner.loop.is_closed():
+            runner.loop.call_later(retain, self.forget, runner.id)
+
+    def _settle(self, runner: FlowRunner) -> None:
+        # A task cancelled before it ever ran never reached _supervise.
+        if not runner.status.finished:
+            self._finish(runner, Status.STOPPED)
+
+
+supervisor = Supervisor()
