@@ -1,0 +1,66 @@
+# Development tasks for caravela_flow and its demo site.
+# Tools run from .venv/bin explicitly; nothing needs an activated venv.
+
+PYTHON ?= python3.11
+PORT ?= 8000
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LINT_PATHS := caravela_flow demo_site tests
+SYSTEM_PACKAGES := chromium redis-server
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo migrate lint format test node-deps deps-system clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## Create .venv and install requirements + caravela_flow (editable)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+migrate: venv ## Apply database migrations
+	$(BIN)/python manage.py migrate --noinput
+
+demo: migrate ## Serve the demo on 127.0.0.1, port PORT (default 8000), via daphne
+	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+
+lint: venv ## ruff check, ruff format --check, mypy
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy caravela_flow
+
+format: venv ## Fix imports and reformat
+	$(BIN)/ruff check --fix-only $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
+
+node-deps: ## Install JavaScript test dependencies (if package.json exists)
+	@if [ -f package.json ]; then \
+		if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; \
+		else npm install --no-audit --no-fund; fi; \
+	fi
+
+deps-system: ## apt-get install Chromium and redis-server if missing
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing:$$missing"; \
+		$(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $$missing; \
+	fi
+
+test: venv deps-system node-deps lint ## Lint, then run the Python and JavaScript test suites
+	$(BIN)/pytest
+	$(BIN)/python -W error manage.py test --noinput
+	@if [ -d tests/js ]; then echo "node --test tests/js/"; node --test tests/js/; fi
+
+clean: ## Remove caches and build output (keeps .venv and the database)
+	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info
+	find . -path ./$(VENV) -prune -o -path ./node_modules -prune -o \
+		-name __pycache__ -type d -exec rm -rf {} +
