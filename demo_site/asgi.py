@@ -1,0 +1,36 @@
+"""ASGI entry point: HTTP, WebSockets, and the ``caravela-flows`` worker channel."""
+
+import os
+from typing import Any
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_site.settings")
+
+# Set up Django (and the app registry) before importing anything that uses models.
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+routes: dict[str, Any] = {"http": django_asgi_app}
+
+# TODO: drop these fallbacks once caravela_flow.routing and caravela_flow.worker exist.
+try:
+    from caravela_flow.routing import websocket_urlpatterns
+except ImportError:
+    websocket_urlpatterns = []
+
+routes["websocket"] = AllowedHostsOriginValidator(
+    AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+)
+
+try:
+    from caravela_flow.worker import FlowWorkerConsumer
+except ImportError:
+    pass
+else:
+    routes["channel"] = ChannelNameRouter({"caravela-flows": FlowWorkerConsumer.as_asgi()})
+
+application = ProtocolTypeRouter(routes)

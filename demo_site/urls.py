@@ -1,0 +1,9 @@
+"""URL configuration for the demo site."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("demo_site.library.urls")),
+]
