@@ -1,6 +1,6 @@
 """caravela_flow: ephemeral async workflows for Django, pushed live over Channels."""
 
-from .api import astart, aget_state, asignal, astop, get_state, signal, start, stop
+from .api import aget_state, asignal, astart, astop, get_state, signal, start, stop
 from .definition import FlowDefinition, Flows, flow
 from .dsl import debounce, each, parallel, race, repeat, run, sequence, set_state, wait, wait_until
 from .errors import FlowDefinitionError, FlowError, FlowNotFound, NoWorkerAvailable
@@ -22,9 +22,9 @@ __all__ = [
     "Ok",
     "Retry",
     "Skip",
-    "astart",
     "aget_state",
     "asignal",
+    "astart",
     "astop",
     "debounce",
     "each",

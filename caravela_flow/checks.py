@@ -85,13 +85,15 @@ def _check_worker_routing(channel: str) -> list[CheckMessage]:
             )
         ]
     routes = getattr(application, "application_mapping", None)
-    router = routes.get("channel") if isinstance(application, ProtocolTypeRouter) and routes else None
+    router = (
+        routes.get("channel") if isinstance(application, ProtocolTypeRouter) and routes else None
+    )
     if not isinstance(router, ChannelNameRouter) or channel not in router.application_mapping:
         return [
             Error(
                 f"The ASGI application does not route the {channel!r} channel, "
                 "so `runworker` cannot host flows.",
-                hint="Add \"channel\": ChannelNameRouter({"
+                hint='Add "channel": ChannelNameRouter({'
                 f"{channel!r}: FlowWorkerConsumer.as_asgi()}}) to your ProtocolTypeRouter.",
                 id="caravela_flow.E007",
             )

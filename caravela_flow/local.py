@@ -35,7 +35,9 @@ def _result(future: concurrent.futures.Future[Any], flow_id: str) -> Any:
     try:
         return future.result(timeout)
     except concurrent.futures.TimeoutError:
-        raise FlowTimeout(f"flow {flow_id}: its event loop did not answer in {timeout:g} s") from None
+        raise FlowTimeout(
+            f"flow {flow_id}: its event loop did not answer in {timeout:g} s"
+        ) from None
 
 
 async def _settled(task: asyncio.Task[None]) -> None:

@@ -38,8 +38,8 @@ _publishers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Publisher] = (
 
 def channel_layer() -> BaseChannelLayer | None:
     """The configured channel layer, or None when ``CHANNEL_LAYERS`` has none."""
-    layer = get_channel_layer(get_settings().CHANNEL_LAYER)
-    return layer  # type: ignore[no-any-return]
+    layer: BaseChannelLayer | None = get_channel_layer(get_settings().CHANNEL_LAYER)
+    return layer
 
 
 class Publisher:

@@ -162,7 +162,9 @@ class FlowRunner:
     def set_status(self, status: Status) -> None:
         """Move to ``status``; an illegal transition is a ``RuntimeError``."""
         if status not in _NEXT.get(self.status, ()):
-            raise RuntimeError(f"flow {self.id}: cannot go from {self.status.value} to {status.value}")
+            raise RuntimeError(
+                f"flow {self.id}: cannot go from {self.status.value} to {status.value}"
+            )
         self.status = status
 
     def emit(self, kind: str, **fields: Any) -> Message:
@@ -275,7 +277,7 @@ class FlowRunner:
 
     async def _sleep_or_wake(self, seconds: float | None) -> bool:
         """Sleep ``seconds`` (forever if None); True if a signal woke us first."""
-        future = self.loop.create_future()
+        future: asyncio.Future[bool] = self.loop.create_future()
         self._wake = future
         timer = None if seconds is None else self.loop.call_later(seconds, _fire, future, False)
         try:

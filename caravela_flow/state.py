@@ -20,8 +20,8 @@ from .errors import FlowArgumentError
 from .types import State
 
 _SCALARS = (str, int, bool, type(None))
-_ENCODED = (datetime.datetime, datetime.date, datetime.time, datetime.timedelta)
-_ENCODED += (decimal.Decimal, uuid.UUID, Promise)
+_ENCODED: tuple[type, ...] = (datetime.datetime, datetime.date, datetime.time)
+_ENCODED += (datetime.timedelta, decimal.Decimal, uuid.UUID, Promise)
 _encoder = DjangoJSONEncoder()
 
 

@@ -31,8 +31,7 @@ def to_ms(value: Any, step: str, what: str, *, allow_none: bool = False) -> floa
         value = value.total_seconds() * 1000
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise FlowDefinitionError(
-            f"{step}: {what} must be milliseconds (int or float) or a timedelta, "
-            f"got {value!r}"
+            f"{step}: {what} must be milliseconds (int or float) or a timedelta, got {value!r}"
         )
     if math.isnan(value) or math.isinf(value) or value < 0:
         raise FlowDefinitionError(f"{step}: {what} must be a finite number >= 0, got {value!r}")
@@ -224,7 +223,9 @@ class Parallel(Step):
         name = self.describe()
         _collect_key(self.collect_as, name)
         limit = self.max_concurrency
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
             raise FlowDefinitionError(
                 f"{name}: max_concurrency must be an int >= 1 or None, got {limit!r}"
             )

@@ -78,7 +78,9 @@ class Supervisor:
         """The runner of ``flow_id``, running or retained; else :class:`FlowNotFound`."""
         runner = self._flows.get(flow_id)
         if runner is None:
-            raise FlowNotFound(f"no flow with id {flow_id!r} (never started, or no longer retained)")
+            raise FlowNotFound(
+                f"no flow with id {flow_id!r} (never started, or no longer retained)"
+            )
         return runner
 
     def running(self, flow_id: str) -> FlowRunner:

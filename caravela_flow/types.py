@@ -14,11 +14,11 @@ State: TypeAlias = dict[str, Any]
 Message: TypeAlias = dict[str, Any]
 
 #: Milliseconds, or a timedelta.
-Duration: TypeAlias = Union[int, float, timedelta]
+Duration: TypeAlias = int | float | timedelta
 
 #: Where notifications go besides the flow's own group.
 Sink: TypeAlias = Union[str, Callable[[Message], Any], "asyncio.Queue[Message]"]
 
 StateFn: TypeAlias = Callable[[State], State]
 Predicate: TypeAlias = Callable[[State], Any]
-Work: TypeAlias = Callable[..., Union[Any, Awaitable[Any]]]
+Work: TypeAlias = Callable[..., Any | Awaitable[Any]]
