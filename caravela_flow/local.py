@@ -15,7 +15,7 @@ from .conf import get_settings
 from .errors import FlowNotFound, FlowTimeout
 from .handle import FlowHandle
 from .loops import acall_on, call_on, home_loop, running_loop
-from .supervisor import supervisor
+from .supervisor import Snapshot, supervisor
 from .types import State
 
 if TYPE_CHECKING:
@@ -67,6 +67,9 @@ class LocalBackend:
 
     async def aget_state(self, flow_id: str) -> State:
         return supervisor.state(flow_id)
+
+    async def asnapshot(self, flow_id: str) -> Snapshot:
+        return supervisor.snapshot(flow_id)
 
     def stop(self, flow_id: str) -> None:
         loop = _loop_of(flow_id)

@@ -116,12 +116,14 @@ class FlowRunner:
         "_crash",
         "_pending",
         "_wake",
+        "abort_reason",
         "crashes",
         "definition",
         "id",
         "loop",
         "notify",
         "publish",
+        "reason",
         "start_state",
         "state",
         "status",
@@ -149,6 +151,10 @@ class FlowRunner:
         self.status = Status.STARTING
         self.task: asyncio.Task[None] | None = None
         self.crashes: list[float] | None = None
+        #: Why the flow failed (set when it ends with ``flow.error``).
+        self.reason: str | None = None
+        #: Set before cancelling to end the flow as failed rather than stopped.
+        self.abort_reason: str | None = None
         self._busy = False
         self._pending: list[tuple[Any, tuple[Any, ...]]] | None = None
         self._wake: asyncio.Future[bool] | None = None

@@ -40,6 +40,19 @@ class FlowInfo:
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """What a new subscriber is told first: the flow's status, version and state."""
+
+    flow_id: str
+    status: str
+    version: int
+    #: The state in its JSON form.
+    state: State
+    #: Why the flow failed, when ``status == "failed"``.
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class Statistics:
     """Counts of the flows this process hosts."""
 
@@ -116,9 +129,20 @@ class Supervisor:
         """A copy of the flow's state (its final state once finished)."""
         return self.get(flow_id).snapshot()
 
-    def stop(self, flow_id: str) -> asyncio.Task[None] | None:
-        """Cancel the flow and its in-flight work; returns its task to await."""
+    def snapshot(self, flow_id: str) -> Snapshot:
+        """The flow's status, version and state, consistent with each other."""
+        runner = self.get(flow_id)
+        return Snapshot(
+            runner.id, runner.status.public, runner.version, wire_state(runner.state), runner.reason
+        )
+
+    def stop(self, flow_id: str, reason: str | None = None) -> asyncio.Task[None] | None:
+        """Cancel the flow and its in-flight work; returns its task to await.
+
+        With a ``reason`` the flow ends with ``flow.error`` instead of ``flow.stopped``.
+        """
         runner = self.running(flow_id)
+        runner.abort_reason = reason
         task = runner.task
         if task is not None:
             task.cancel()
@@ -159,7 +183,7 @@ class Supervisor:
                     return
                 runner.reset()
         except asyncio.CancelledError:
-            self._finish(runner, Status.STOPPED)
+            self._end_cancelled(runner)
         except Exception as exc:
             logger.exception("flow %s: internal error in the runner", runner.id)
             self._finish(runner, Status.FAILED, f"internal error: {type(exc).__name__}: {exc}")
@@ -193,6 +217,7 @@ class Supervisor:
     def _finish(self, runner: FlowRunner, status: Status, reason: str = "") -> None:
         runner.set_status(status)
         if status is Status.FAILED:
+            runner.reason = reason
             logger.info("flow %s failed: %s", runner.id, reason)
             runner.emit("error", reason=reason)
         else:
@@ -201,10 +226,16 @@ class Supervisor:
         if not runner.loop.is_closed():
             runner.loop.call_later(retain, self.forget, runner.id)
 
+    def _end_cancelled(self, runner: FlowRunner) -> None:
+        if runner.abort_reason is None:
+            self._finish(runner, Status.STOPPED)
+        else:
+            self._finish(runner, Status.FAILED, runner.abort_reason)
+
     def _settle(self, runner: FlowRunner) -> None:
         # A task cancelled before it ever ran never reached _supervise.
         if not runner.status.finished:
-            self._finish(runner, Status.STOPPED)
+            self._end_cancelled(runner)
 
 
 supervisor = Supervisor()
