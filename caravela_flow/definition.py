@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from .errors import FlowDefinitionError, FlowNotFound
 from .registry import registry
 from .state import StateError, check_state
-from .steps import Sequence, Step, to_ms
+from .steps import Sequence, Step
 from .types import State
 
 RESTART_POLICIES = ("transient", "temporary")
 _OPTIONS = {"restart", "max_restarts", "max_seconds"}
+
+
+def _key(owner: type, name: str) -> str:
+    return f"{owner.__module__}.{owner.__qualname__}.{name}"
 
 
 class FlowDefinition:
@@ -39,13 +44,12 @@ class FlowDefinition:
         self.key: str = ""
 
     def __set_name__(self, owner: type, name: str) -> None:
-        key = f"{owner.__module__}.{owner.__qualname__}.{name}"
-        if self.key and self.key != key:
-            raise FlowDefinitionError(
-                f"flow {self.key!r} is also assigned to {key!r}; declare a separate flow() for each"
-            )
-        self.name = name
-        self.key = key
+        # The first binding names the flow. A second one is refused by
+        # Flows.__init_subclass__: an exception raised here would reach the
+        # user wrapped in a RuntimeError on Python 3.11.
+        if not self.key:
+            self.name = name
+            self.key = _key(owner, name)
 
     def __repr__(self) -> str:
         return f"<FlowDefinition {self.key or '(unbound)'}>"
@@ -81,13 +85,16 @@ def flow(*steps: Step, initial_state: State | None = None, **options: Any) -> Fl
     max_restarts = options.get("max_restarts", 3)
     if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
         raise FlowDefinitionError(f"flow: max_restarts must be an int >= 0, got {max_restarts!r}")
-    max_seconds = options.get("max_seconds", 5)
-    if isinstance(max_seconds, (int, float)) and not isinstance(max_seconds, bool):
-        if max_seconds <= 0:
-            raise FlowDefinitionError(f"flow: max_seconds must be > 0, got {max_seconds!r}")
-    else:
-        ms = to_ms(max_seconds, "flow", "max_seconds")  # accepts a timedelta
-        max_seconds = (ms or 0) / 1000
+    given = options.get("max_seconds", 5)
+    max_seconds = given.total_seconds() if isinstance(given, timedelta) else given
+    if (
+        isinstance(max_seconds, bool)
+        or not isinstance(max_seconds, (int, float))
+        or not max_seconds > 0  # also refuses NaN
+    ):
+        raise FlowDefinitionError(
+            f"flow: max_seconds must be a number of seconds > 0 or a timedelta, got {given!r}"
+        )
     return FlowDefinition(body, initial, restart, max_restarts, float(max_seconds))
 
 
@@ -104,10 +111,17 @@ class Flows:
         flows: dict[str, FlowDefinition] = {}
         for base in reversed(cls.__mro__[1:]):
             flows.update(getattr(base, "__flows__", {}))
-        for name, value in vars(cls).items():
-            if isinstance(value, FlowDefinition):
-                flows[name] = value
-                registry.register(value)
+        own = {name: v for name, v in vars(cls).items() if isinstance(v, FlowDefinition)}
+        for name, value in own.items():
+            key = _key(cls, name)
+            if value.key != key:
+                raise FlowDefinitionError(
+                    f"flow {value.key!r} is also assigned to {key!r}; "
+                    "declare a separate flow() for each"
+                )
+        for value in own.values():
+            registry.register(value)
+        flows.update(own)
         cls.__flows__ = flows
 
     @classmethod
