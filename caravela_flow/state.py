@@ -49,6 +49,11 @@ def _walk(value: Any, path: str, wire: bool) -> Any:
     if isinstance(value, float):
         return _walk(float(value), path, wire)
     if isinstance(value, _ENCODED):
+        if isinstance(value, datetime.time) and value.utcoffset() is not None:
+            raise StateError(
+                f"{path} is a timezone-aware time ({value!r:.80}), which Django's JSON "
+                "encoder refuses; store a naive time or a datetime"
+            )
         return _encoder.default(value) if wire else value
     raise StateError(
         f"{path} is a {type(value).__module__}.{type(value).__qualname__} ({value!r:.80}), "
