@@ -106,7 +106,7 @@ def _check_update(update: Any, args: tuple[Any, ...]) -> Any:
         return check_state(update, "signal update")
     if callable(update):
         if _worker_mode():
-            from .remote import function_path
+            from .addressing import function_path
 
             function_path(update)  # refuses lambdas and closures with a TypeError
             check_state({"args": list(args)}, "signal")

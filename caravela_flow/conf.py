@@ -39,6 +39,8 @@ class FlowSettings:
     REQUEST_TIMEOUT: float = 5.0
     #: Worker mode: seconds a worker takes to stop its flows on SIGTERM/SIGINT.
     SHUTDOWN_TIMEOUT: float = 5.0
+    #: Seconds between renewals of group memberships (channels-redis expires them).
+    GROUP_REFRESH_SECONDS: float = 3600.0
     #: Seconds a subscription token stays valid.
     TOKEN_MAX_AGE: int = 3600
 

@@ -25,3 +25,7 @@ class FlowTimeout(FlowError, TimeoutError):
 
 class FlowArgumentError(FlowError, TypeError, ValueError):
     """A public call got an argument it cannot use (a state that cannot travel, …)."""
+
+
+class FlowUnreachable(FlowNotFound, FlowTimeout):
+    """Worker mode: no runner answered for a flow id (unknown, finished long ago, worker down)."""

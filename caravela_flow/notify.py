@@ -4,8 +4,17 @@ Group sends go through one :class:`Publisher` per event loop, which keeps
 each flow's messages in order and, when a backlog builds up, skips a
 ``flow.state`` that a newer message of the same flow already supersedes.
 Final messages (``done``/``error``/``stopped``) are never skipped and are
-retried if the layer fails. Callables and ``asyncio.Queue`` sinks (local
-mode) get every message at once, on the runner's loop.
+retried if the layer fails.
+
+Channel layers drop silently: a full group member is skipped by
+``group_send``. So the flow's own group gets *echoes*: a final message is
+sent again twice, and a state sent during a burst (a backlog, or coalesced
+states) is sent again once the flow is quiet, unless a newer message came.
+Subscribers drop versions they already have (``FlowConsumer`` does), so the
+latest state and the final message get through even when a burst overflowed
+a subscriber. User ``notify`` groups get each message once. Callables and
+``asyncio.Queue`` sinks (local mode) get every message at once, on the
+runner's loop.
 """
 
 from __future__ import annotations
@@ -30,6 +39,10 @@ logger = logging.getLogger("caravela_flow")
 
 SHARDS = 4
 FINAL_ATTEMPTS = 8
+#: Seconds between a message and its echo.
+ECHO_SECONDS = 0.25
+#: Echoes of a final message.
+FINAL_ECHOES = 2
 
 _publishers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Publisher] = (
     weakref.WeakKeyDictionary()
@@ -53,8 +66,12 @@ class Publisher:
         ]
         self._drainers: list[asyncio.Task[None] | None] = [None] * SHARDS
         self._latest: dict[str, int] = {}
+        self._echoes: dict[str, tuple[str, Message, int]] = {}
+        self._bursty: set[str] = set()
+        self._echoer: asyncio.Task[None] | None = None
         self.sent = 0
         self.coalesced = 0
+        self.echoed = 0
 
     def send(self, groups: tuple[str, ...], message: Message, final: bool) -> None:
         """Queue ``message`` for ``groups`` (call on the publisher's loop)."""
@@ -76,11 +93,50 @@ class Publisher:
                     del self._latest[flow_id]
                 elif not final:
                     self.coalesced += 1
+                    self._bursty.add(flow_id)
                     continue
+                bursty = bool(queue) or flow_id in self._echoes or flow_id in self._bursty
+                self._bursty.discard(flow_id)
+                echoes = FINAL_ECHOES if final else int(bursty)
                 for group in groups:
                     await self._group_send(group, message, final)
+                if echoes:
+                    self._echo(groups[0], message, echoes)
         finally:
             self._drainers[shard] = None
+
+    def _echo(self, group: str, message: Message, times: int) -> None:
+        self._echoes[message["flow_id"]] = (group, message, times)
+        if self._echoer is None:
+            self._echoer = self.loop.create_task(self._send_echoes())
+
+    async def _send_echoes(self) -> None:
+        try:
+            while self._echoes:
+                await asyncio.sleep(ECHO_SECONDS)
+                for flow_id, (group, message, times) in list(self._echoes.items()):
+                    if self._echoes.get(flow_id, (None, None))[1] is not message:
+                        continue  # a newer message replaced it meanwhile
+                    if flow_id in self._latest:
+                        continue  # a newer message is queued; echo after it
+                    if times > 1:
+                        self._echoes[flow_id] = (group, message, times - 1)
+                    else:
+                        del self._echoes[flow_id]
+                    self.echoed += 1
+                    await self._group_send(group, message, message["type"] != "flow.state")
+        finally:
+            self._echoer = None
+
+    async def flush(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds until every queued message and echo is sent."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            busy = [t for t in (*self._drainers, self._echoer) if t is not None]
+            if not busy:
+                return
+            await asyncio.wait(busy, timeout=deadline - loop.time())
 
     async def _group_send(self, group: str, message: Message, final: bool) -> None:
         attempts = FINAL_ATTEMPTS if final else 1

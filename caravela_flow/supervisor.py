@@ -96,6 +96,9 @@ class Supervisor:
             )
         return runner
 
+    def __contains__(self, flow_id: object) -> bool:
+        return flow_id in self._flows
+
     def running(self, flow_id: str) -> FlowRunner:
         """The runner of ``flow_id`` if it is still running; else :class:`FlowNotFound`."""
         runner = self.get(flow_id)

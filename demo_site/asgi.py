@@ -26,11 +26,8 @@ routes["websocket"] = AllowedHostsOriginValidator(
     AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
 )
 
-try:
-    from caravela_flow.worker import FlowWorkerConsumer
-except ImportError:
-    pass
-else:
-    routes["channel"] = ChannelNameRouter({"caravela-flows": FlowWorkerConsumer.as_asgi()})
+from caravela_flow.worker import FlowWorkerConsumer  # noqa: E402
+
+routes["channel"] = ChannelNameRouter({"caravela-flows": FlowWorkerConsumer.as_asgi()})
 
 application = ProtocolTypeRouter(routes)

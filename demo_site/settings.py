@@ -46,8 +46,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "channels",
+    # Before "channels", so its runworker (graceful shutdown) is the one used.
     "caravela_flow",
+    "channels",
     "demo_site.library",
 ]
 

@@ -1,0 +1,345 @@
+"""Worker mode, worker side: the host that runs flows for callers in other processes.
+
+One :class:`WorkerHost` per ``runworker`` process. It owns a channel of its
+own (independent of any consumer instance, which Channels may replace) and
+a receive loop on it; requests about a flow reach it through the flow's
+control group. Runners are ordinary supervised runners on the worker's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from channels.exceptions import ChannelFull
+
+from .addressing import control_group, resolve_flow, resolve_function, workers_group
+from .conf import get_settings
+from .errors import FlowArgumentError, FlowError, FlowNotFound
+from .groups import is_group_name
+from .handle import is_flow_id
+from .notify import publisher
+from .state import StateError, check_state
+from .supervisor import supervisor
+
+logger = logging.getLogger("caravela_flow.worker")
+
+#: How many answered request ids a host remembers, to answer repeats without redoing them.
+REMEMBERED = 20_000
+SHUTDOWN_REASON = "worker shutting down"
+#: Seconds between sweeps that leave the control groups of forgotten flows.
+SWEEP_SECONDS = 30.0
+
+_IN_PROGRESS: dict[str, Any] = {}
+
+
+class WorkerHost:
+    """Hosts flows in this worker process."""
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.channel: str | None = None
+        self.accepting = True
+        self.offers: dict[str, tuple[dict[str, Any], asyncio.TimerHandle]] = {}
+        self.answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.joined: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._started = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the host's channel, join the workers group and start receiving."""
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add(workers_group(), self.channel)
+        self._spawn(self._receive())
+        self._spawn(self._maintain())
+        self._started.set()
+        logger.info("caravela_flow worker host ready on %s", self.channel)
+
+    async def ready(self) -> None:
+        """Wait until :meth:`start` has finished."""
+        await self._started.wait()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def shutdown(self) -> None:
+        """Stop taking flows; end every hosted flow with ``flow.error``; flush messages."""
+        self.accepting = False
+        timeout = get_settings().SHUTDOWN_TIMEOUT
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for _, timer in self.offers.values():
+            timer.cancel()
+        self.offers.clear()
+        tasks = []
+        for info in supervisor.flows():
+            if info.status == "running":
+                try:
+                    task = supervisor.stop(info.id, SHUTDOWN_REASON)
+                except FlowNotFound:
+                    continue
+                if task is not None:
+                    tasks.append(task)
+        logger.info("worker shutting down: stopping %d flows", len(tasks))
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(deadline - loop.time(), 0) / 2)
+        pub = publisher(loop)
+        if pub is not None:
+            await pub.flush(max(deadline - loop.time(), 0))
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=max(deadline - loop.time(), 0.1))
+
+    async def _receive(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("worker host: receive failed; retrying", exc_info=True)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            self.handle(message)
+
+    async def _maintain(self) -> None:
+        conf = get_settings()
+        refreshed = time.monotonic()
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                hosted = {info.id for info in supervisor.flows()}
+                for flow_id in list(self.joined - hosted):
+                    self.joined.discard(flow_id)
+                    await self.layer.group_discard(control_group(flow_id), self.channel)
+                if time.monotonic() - refreshed >= conf.GROUP_REFRESH_SECONDS:
+                    # Group membership expires (channels-redis group_expiry): renew it.
+                    refreshed = time.monotonic()
+                    await self.layer.group_add(workers_group(), self.channel)
+                    for flow_id in list(self.joined):
+                        await self.layer.group_add(control_group(flow_id), self.channel)
+            except Exception:
+                logger.warning("worker host: group maintenance failed", exc_info=True)
+
+    # -- messages ------------------------------------------------------------
+
+    def handle(self, message: Any) -> None:
+        """Dispatch one message from the host's channel; bad messages are logged and dropped."""
+        try:
+            kind = message.get("type") if isinstance(message, dict) else None
+            handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
+            if handler is None:
+                logger.warning("worker host: dropped a message of unknown type %r", kind)
+                return
+            handler(self, message)
+        except Exception:
+            logger.exception("worker host: dropped a malformed %r message", message)
+
+    def offer(self, message: dict[str, Any]) -> None:
+        """A caller asks for a new flow: offer to host it (``caravela.start``)."""
+        request, reply = _text(message, "request"), _text(message, "reply")
+        if not self.accepting or self.channel is None:
+            return
+        expires = message.get("expires")
+        if isinstance(expires, (int, float)) and expires < time.time():
+            logger.info("worker host: ignored an expired start request")
+            return
+        try:
+            definition = resolve_flow(message.get("flow"))
+            state = check_state(message.get("state"), "state")
+            notify = message.get("notify")
+            if notify is not None and not (isinstance(notify, str) and is_group_name(notify)):
+                raise FlowArgumentError(f"notify must be a group name, got {notify!r:.80}")
+            flow_id = _text(message, "flow_id")
+            if not is_flow_id(flow_id) or flow_id in supervisor:
+                raise FlowArgumentError(f"flow id {flow_id!r} is malformed or already in use")
+        except (FlowError, KeyError) as exc:
+            refusal = {"type": "caravela.refuse", "request": request, **_failure(exc)}
+            self._reply(reply, refusal, remember=False)
+            return
+        if request in self.offers or request in self.answers:
+            return  # the same start delivered twice
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(get_settings().START_TIMEOUT * 2, self.offers.pop, request, None)
+        self.offers[request] = ({**message, "definition": definition, "state": state}, timer)
+        offer = {"type": "caravela.offer", "request": request, "worker": self.channel}
+        self._reply(reply, offer, remember=False)
+
+    def _accept(self, message: dict[str, Any]) -> None:
+        request = _text(message, "request")
+        if self._repeat(request, message):
+            return
+        pending = self.offers.pop(request, None)
+        if pending is None or not self.accepting:
+            answer = {"type": "caravela.refuse", "request": request, "error": "expired"}
+            self._reply(_text(message, "reply"), answer, remember=False)
+            return
+        start, timer = pending
+        timer.cancel()
+        self.answers[request] = _IN_PROGRESS
+        self._spawn(self._launch(start, _text(message, "reply")))
+
+    async def _launch(self, start: dict[str, Any], reply: str) -> None:
+        request, flow_id = start["request"], start["flow_id"]
+        runner = supervisor.launch(
+            start["definition"], start["state"], start.get("notify"), flow_id=flow_id
+        )
+        try:
+            await self.layer.group_add(control_group(flow_id), self.channel)
+            self.joined.add(flow_id)
+        except Exception:
+            logger.exception("worker host: could not join the control group of %s", flow_id)
+            supervisor.stop(flow_id)
+            self.answers.pop(request, None)
+            return
+        logger.info("started flow %s (%s)", runner.id, runner.definition.key)
+        self._reply(reply, {"type": "caravela.started", "request": request, "flow_id": flow_id})
+
+    def _decline(self, message: dict[str, Any]) -> None:
+        pending = self.offers.pop(_text(message, "request"), None)
+        if pending is not None:
+            pending[1].cancel()
+
+    def _signal(self, message: dict[str, Any]) -> None:
+        def apply(flow_id: str) -> dict[str, Any]:
+            if "fn" in message:
+                fn = resolve_function(message["fn"])
+                args = message.get("args") or []
+                if not isinstance(args, list):
+                    raise FlowArgumentError("signal args must be a list")
+                supervisor.signal(flow_id, fn, tuple(args))
+            else:
+                supervisor.signal(flow_id, check_state(message.get("update"), "signal update"))
+            return {}
+
+        self._answer(message, apply)
+
+    def _get_state(self, message: dict[str, Any]) -> None:
+        self._answer(message, lambda flow_id: {"state": supervisor.snapshot(flow_id).state})
+
+    def _snapshot(self, message: dict[str, Any]) -> None:
+        def snap(flow_id: str) -> dict[str, Any]:
+            s = supervisor.snapshot(flow_id)
+            return {"snapshot": dataclasses.asdict(s)}
+
+        self._answer(message, snap)
+
+    def _stop(self, message: dict[str, Any]) -> None:
+        request, reply, flow_id = (_text(message, k) for k in ("request", "reply", "flow_id"))
+        if self._repeat(request, message):
+            return
+        try:
+            task = supervisor.stop(flow_id)
+        except FlowError as exc:
+            self._reply(reply, {"type": "caravela.reply", "request": request, **_failure(exc)})
+            return
+        self.answers[request] = _IN_PROGRESS
+
+        async def settle() -> None:
+            if task is not None:
+                await asyncio.wait([task], timeout=get_settings().REQUEST_TIMEOUT / 2)
+            self._reply(reply, {"type": "caravela.reply", "request": request, "ok": True})
+
+        self._spawn(settle())
+
+    def _list(self, message: dict[str, Any]) -> None:
+        flows = [dataclasses.asdict(info) for info in supervisor.flows()]
+        answer = {"type": "caravela.flows", "request": _text(message, "request"), "flows": flows}
+        self._reply(_text(message, "reply"), answer, remember=False)
+
+    # -- replies -------------------------------------------------------------
+
+    def _answer(self, message: dict[str, Any], work: Any) -> None:
+        request, reply, flow_id = (_text(message, k) for k in ("request", "reply", "flow_id"))
+        if self._repeat(request, message):
+            return
+        try:
+            answer = {"type": "caravela.reply", "request": request, "ok": True, **work(flow_id)}
+        except (FlowError, StateError) as exc:
+            answer = {"type": "caravela.reply", "request": request, **_failure(exc)}
+        self._reply(reply, answer)
+
+    def _repeat(self, request: str, message: dict[str, Any]) -> bool:
+        # A caller that got no answer in time sends the same request again.
+        answer = self.answers.get(request)
+        if answer is None:
+            return False
+        if answer is not _IN_PROGRESS:
+            self._reply(_text(message, "reply"), answer, remember=False)
+        return True
+
+    def _reply(self, channel: str, answer: dict[str, Any], remember: bool = True) -> None:
+        if remember:
+            self.answers[answer["request"]] = answer
+            while len(self.answers) > REMEMBERED:
+                self.answers.popitem(last=False)
+        self._spawn(self._send(channel, answer))
+
+    async def _send(self, channel: str, answer: dict[str, Any]) -> None:
+        delay = 0.01
+        for _ in range(10):
+            try:
+                await self.layer.send(channel, answer)
+                return
+            except ChannelFull:
+                await asyncio.sleep(delay)
+                delay *= 2
+            except Exception:
+                logger.warning("worker host: could not answer %s", answer["type"], exc_info=True)
+                return
+        logger.warning("worker host: %s's channel stayed full; answer dropped", channel)
+
+
+def _text(message: dict[str, Any], key: str) -> str:
+    value = message[key]
+    if not isinstance(value, str) or not value:
+        raise KeyError(f"{key} must be a non-empty string")
+    return value
+
+
+def _failure(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, FlowNotFound):
+        error = "not_found"
+    elif isinstance(exc, (FlowArgumentError, StateError, KeyError)):
+        error = "bad_request"
+    else:
+        error = "failed"
+    return {"ok": False, "error": error, "message": str(exc)}
+
+
+_HANDLERS: dict[str, Any] = {
+    "caravela.start": WorkerHost.offer,
+    "caravela.accept": WorkerHost._accept,
+    "caravela.decline": WorkerHost._decline,
+    "caravela.signal": WorkerHost._signal,
+    "caravela.get_state": WorkerHost._get_state,
+    "caravela.snapshot": WorkerHost._snapshot,
+    "caravela.stop": WorkerHost._stop,
+    "caravela.list": WorkerHost._list,
+}
+
+_host: WorkerHost | None = None
+
+
+async def get_host(layer: Any) -> WorkerHost:
+    """This process's host, started on first use."""
+    global _host
+    if _host is None:
+        _host = WorkerHost(layer)
+        await _host.start()
+    else:
+        await _host.ready()
+    return _host

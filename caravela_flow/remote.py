@@ -1,0 +1,343 @@
+"""Worker mode, caller side: reaching runners in ``runworker`` processes.
+
+Every call goes through one :class:`Client` per process. It owns a private
+channel layer instance, a reply channel and the loop that receives on it
+(caravela_flow's background loop), so it never competes with the ASGI
+server's consumers for the shared layer.
+
+- ``start`` sends to the ``caravela-flows`` channel; each worker that gets
+  the message *offers* to host the flow, and the caller accepts exactly one
+  offer. A named-channel message can reach two workers with channels-redis,
+  so the handshake, not the delivery, makes a start happen once. No offer in
+  ``START_TIMEOUT`` → :class:`NoWorkerAvailable`, and offers that arrive
+  later are never accepted, so nothing starts by surprise.
+- ``signal``/``get_state``/``stop`` go to the flow's control group, which its
+  host joins. Each request carries an id and waits for the reply; with no
+  reply it is sent again (the host answers a repeated id from its memory
+  instead of applying it twice) until ``REQUEST_TIMEOUT``, then raises
+  :class:`FlowUnreachable`. A signal is applied or its call raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from channels.exceptions import ChannelFull
+from channels.layers import channel_layers
+
+from .addressing import control_group, function_path, workers_group
+from .conf import get_settings
+from .errors import (
+    FlowArgumentError,
+    FlowError,
+    FlowNotFound,
+    FlowUnreachable,
+    NoWorkerAvailable,
+)
+from .handle import FlowHandle
+from .loops import background_loop, running_loop
+from .state import wire_state
+from .supervisor import FlowInfo, Snapshot
+from .types import State
+
+logger = logging.getLogger("caravela_flow")
+
+T = TypeVar("T")
+
+#: Seconds before an unanswered request is sent again (then doubling, capped).
+FIRST_RETRY = 1.0
+MAX_RETRY = 2.0
+
+
+class Client:
+    """The caller side of worker mode (one per process, on the background loop)."""
+
+    def __init__(self) -> None:
+        self.layer: Any = None
+        self.channel: str | None = None
+        self._waiters: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self._ready: asyncio.Lock | None = None
+        self._receiver: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def _connect(self) -> None:
+        if self.channel is not None:
+            return
+        if self._ready is None:
+            self._ready = asyncio.Lock()
+        async with self._ready:
+            if self.channel is None:
+                alias = get_settings().CHANNEL_LAYER
+                self.layer = channel_layers.make_backend(alias)
+                self.channel = await self.layer.new_channel()
+                self._receiver = asyncio.get_running_loop().create_task(self._receive())
+
+    async def _receive(self) -> None:
+        assert self.channel is not None
+        backoff = 0.1
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("caravela_flow client: receive failed; retrying", exc_info=True)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            queue = self._waiters.get(message.get("request", ""))
+            if queue is not None:
+                queue.put_nowait(message)
+
+    async def _send(self, channel: str, message: dict[str, Any], deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        delay = 0.01
+        while True:
+            try:
+                await self.layer.send(channel, message)
+                return
+            except ChannelFull:
+                if loop.time() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    async def _next(self, queue: asyncio.Queue[dict[str, Any]], seconds: float) -> dict[str, Any]:
+        async with asyncio.timeout(max(seconds, 0)):
+            return await queue.get()
+
+    # -- start -------------------------------------------------------------
+
+    async def start(self, key: str, state: State, notify: str | None) -> str:
+        """Have one worker host a new flow; returns its id."""
+        await self._connect()
+        conf = get_settings()
+        loop = asyncio.get_running_loop()
+        timeout = conf.START_TIMEOUT
+        deadline = loop.time() + timeout
+        flow_id, request = uuid.uuid4().hex, uuid.uuid4().hex
+        queue = self._waiters[request] = asyncio.Queue()
+        accepted: str | None = None
+        accept = {"type": "caravela.accept", "request": request, "reply": self.channel}
+        try:
+            await self._send(
+                conf.WORKER_CHANNEL,
+                {
+                    "type": "caravela.start",
+                    "request": request,
+                    "reply": self.channel,
+                    "flow_id": flow_id,
+                    "flow": key,
+                    "state": wire_state(state),
+                    "notify": notify,
+                    "expires": time.time() + timeout,
+                },
+                deadline,
+            )
+            while True:
+                wait = deadline - loop.time()
+                if accepted is not None:
+                    wait = min(wait, FIRST_RETRY)
+                try:
+                    reply = await self._next(queue, wait)
+                except TimeoutError:
+                    if accepted is None or loop.time() >= deadline:
+                        raise
+                    await self._send(accepted, accept, deadline)  # the accept may be lost
+                    continue
+                kind, worker = reply.get("type"), reply.get("worker")
+                if kind == "caravela.offer" and isinstance(worker, str):
+                    if accepted is None:
+                        accepted = worker
+                        await self._send(worker, accept, deadline)
+                    elif worker != accepted:
+                        decline = {"type": "caravela.decline", "request": request}
+                        self._background(self._quiet_send(worker, decline))
+                elif kind == "caravela.started":
+                    return flow_id
+                elif kind == "caravela.refuse" and accepted in (None, worker):
+                    if reply.get("error") == "expired":
+                        raise NoWorkerAvailable(
+                            f"flow {key}: the worker withdrew its offer "
+                            "(it is shutting down, or the offer expired)"
+                        )
+                    raise _error(reply)
+        except (TimeoutError, ChannelFull):
+            if accepted is not None:  # it may have started after all: stop it
+                self._background(self._quiet_stop(flow_id))
+            raise NoWorkerAvailable(
+                f"no worker took flow {key} within {timeout:g} s; is "
+                f"`manage.py runworker {conf.WORKER_CHANNEL}` running?"
+            ) from None
+        finally:
+            del self._waiters[request]
+
+    async def _quiet_send(self, channel: str, message: dict[str, Any]) -> None:
+        try:
+            await self.layer.send(channel, message)
+        except Exception:
+            logger.debug("caravela_flow client: could not send %s", message["type"])
+
+    async def _quiet_stop(self, flow_id: str) -> None:
+        with contextlib.suppress(FlowError):
+            await self.request(flow_id, "stop", {})
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- requests to one flow ----------------------------------------------
+
+    async def request(self, flow_id: str, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Send a request to the flow's host and return its reply (retrying until answered)."""
+        await self._connect()
+        loop = asyncio.get_running_loop()
+        timeout = get_settings().REQUEST_TIMEOUT
+        deadline = loop.time() + timeout
+        request = uuid.uuid4().hex
+        message = {
+            "type": f"caravela.{kind}",
+            "request": request,
+            "reply": self.channel,
+            "flow_id": flow_id,
+            **fields,
+        }
+        group = control_group(flow_id)
+        queue = self._waiters[request] = asyncio.Queue()
+        wait = FIRST_RETRY
+        try:
+            while True:
+                try:
+                    await self.layer.group_send(group, message)
+                except Exception:
+                    logger.warning("caravela_flow client: group_send failed", exc_info=True)
+                try:
+                    reply = await self._next(queue, min(wait, deadline - loop.time()))
+                    break
+                except TimeoutError:
+                    if loop.time() >= deadline:
+                        raise FlowUnreachable(
+                            f"flow {flow_id}: no runner answered {kind} within {timeout:g} s; "
+                            "it is not running (unknown id, finished and no longer retained), "
+                            "or its worker is down or overloaded"
+                        ) from None
+                    wait = min(wait * 2, MAX_RETRY)
+        finally:
+            del self._waiters[request]
+        if not reply.get("ok"):
+            raise _error(reply)
+        return reply
+
+    async def flows(self, seconds: float = 0.5) -> list[FlowInfo]:
+        """Ask every worker for the flows it hosts; collects answers for ``seconds``."""
+        await self._connect()
+        request = uuid.uuid4().hex
+        queue = self._waiters[request] = asyncio.Queue()
+        found: list[FlowInfo] = []
+        try:
+            ask = {"type": "caravela.list", "request": request, "reply": self.channel}
+            await self.layer.group_send(workers_group(), ask)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + seconds
+            while True:
+                try:
+                    reply = await self._next(queue, deadline - loop.time())
+                except TimeoutError:
+                    break
+                found.extend(FlowInfo(**info) for info in reply.get("flows", ()))
+        finally:
+            del self._waiters[request]
+        return found
+
+
+def _error(reply: dict[str, Any]) -> FlowError:
+    message = str(reply.get("message") or reply.get("error") or "the worker refused")
+    error = reply.get("error")
+    if error == "not_found":
+        return FlowNotFound(message)
+    if error == "bad_request":
+        return FlowArgumentError(message)
+    return FlowError(message)
+
+
+_client: Client | None = None
+
+
+def client() -> Client:
+    """This process's client."""
+    global _client
+    if _client is None:
+        _client = Client()
+    return _client
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    loop = background_loop()
+    if running_loop() is loop:
+        coro.close()
+        raise RuntimeError("sync caravela_flow calls cannot run on caravela_flow's own loop")
+    return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+async def _arun(coro: Coroutine[Any, Any, T]) -> T:
+    loop = background_loop()
+    if running_loop() is loop:
+        return await coro
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+
+def _update_fields(update: Any, args: tuple[Any, ...]) -> dict[str, Any]:
+    if isinstance(update, dict):
+        return {"update": wire_state(update)}
+    return {"fn": function_path(update), "args": wire_state({"args": list(args)})["args"]}
+
+
+class WorkerBackend:
+    """Runs flows in ``runworker`` processes reached over the channel layer."""
+
+    async def _start(self, key: str, state: State, notify: Any) -> FlowHandle:
+        return FlowHandle(await client().start(key, state, notify), key)
+
+    def start(self, definition: Any, state: State, notify: Any) -> FlowHandle:
+        return _run(self._start(definition.key, state, notify))
+
+    async def astart(self, definition: Any, state: State, notify: Any) -> FlowHandle:
+        return await _arun(self._start(definition.key, state, notify))
+
+    def signal(self, flow_id: str, update: Any, args: tuple[Any, ...]) -> None:
+        _run(client().request(flow_id, "signal", _update_fields(update, args)))
+
+    async def asignal(self, flow_id: str, update: Any, args: tuple[Any, ...]) -> None:
+        await _arun(client().request(flow_id, "signal", _update_fields(update, args)))
+
+    def get_state(self, flow_id: str) -> State:
+        reply = _run(client().request(flow_id, "get_state", {}))
+        return dict(reply["state"])
+
+    async def aget_state(self, flow_id: str) -> State:
+        reply = await _arun(client().request(flow_id, "get_state", {}))
+        return dict(reply["state"])
+
+    async def asnapshot(self, flow_id: str) -> Snapshot:
+        reply = await _arun(client().request(flow_id, "snapshot", {}))
+        return Snapshot(**reply["snapshot"])
+
+    def stop(self, flow_id: str) -> None:
+        _run(client().request(flow_id, "stop", {}))
+
+    async def astop(self, flow_id: str) -> None:
+        await _arun(client().request(flow_id, "stop", {}))
+
+    def flows(self) -> list[FlowInfo]:
+        return _run(client().flows())
+
+    async def aflows(self) -> list[FlowInfo]:
+        return await _arun(client().flows())
