@@ -15,7 +15,7 @@ from .conf import get_settings
 from .errors import FlowNotFound, FlowTimeout
 from .handle import FlowHandle
 from .loops import acall_on, call_on, home_loop, running_loop
-from .supervisor import Snapshot, supervisor
+from .supervisor import FlowInfo, Snapshot, supervisor
 from .types import State
 
 if TYPE_CHECKING:
@@ -67,6 +67,12 @@ class LocalBackend:
 
     async def aget_state(self, flow_id: str) -> State:
         return supervisor.state(flow_id)
+
+    def flows(self) -> list[FlowInfo]:
+        return supervisor.flows()
+
+    async def aflows(self) -> list[FlowInfo]:
+        return supervisor.flows()
 
     async def asnapshot(self, flow_id: str) -> Snapshot:
         return supervisor.snapshot(flow_id)
