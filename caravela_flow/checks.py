@@ -68,6 +68,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         )
     if conf.MODE == "worker" and not errors:
         errors.extend(_check_worker_routing(conf.WORKER_CHANNEL))
+        installed = list(settings.INSTALLED_APPS)
+        if installed.index("channels") < installed.index("caravela_flow"):
+            errors.append(
+                Warning(
+                    "'channels' comes before 'caravela_flow' in INSTALLED_APPS, so "
+                    "`runworker` is Channels' own: a worker then dies on SIGTERM without "
+                    "ending its flows, and a message with no type stops it.",
+                    hint="List 'caravela_flow' before 'channels' in INSTALLED_APPS.",
+                    id="caravela_flow.W003",
+                )
+            )
     return errors
 
 
