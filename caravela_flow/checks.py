@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps as django_apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
@@ -68,8 +69,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         )
     if conf.MODE == "worker" and not errors:
         errors.extend(_check_worker_routing(conf.WORKER_CHANNEL))
-        installed = list(settings.INSTALLED_APPS)
-        if installed.index("channels") < installed.index("caravela_flow"):
+        names = [config.name for config in django_apps.get_app_configs()]
+        if names.index("channels") < names.index("caravela_flow"):
             errors.append(
                 Warning(
                     "'channels' comes before 'caravela_flow' in INSTALLED_APPS, so "
