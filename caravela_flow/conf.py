@@ -67,6 +67,12 @@ def _validate(values: dict[str, Any]) -> FlowSettings:
             raise ImproperlyConfigured(f"CARAVELA_FLOW[{name!r}] must be a number >= 0")
     if not isinstance(result.THREADS, int) or result.THREADS < 1:
         raise ImproperlyConfigured("CARAVELA_FLOW['THREADS'] must be an int >= 1")
+    refresh = result.GROUP_REFRESH_SECONDS
+    if isinstance(refresh, bool) or not isinstance(refresh, (int, float)) or refresh <= 0:
+        raise ImproperlyConfigured("CARAVELA_FLOW['GROUP_REFRESH_SECONDS'] must be a number > 0")
+    age = result.TOKEN_MAX_AGE
+    if isinstance(age, bool) or not isinstance(age, (int, float)) or age <= 0:
+        raise ImproperlyConfigured("CARAVELA_FLOW['TOKEN_MAX_AGE'] must be a number of seconds > 0")
     return result
 
 

@@ -14,13 +14,9 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-routes: dict[str, Any] = {"http": django_asgi_app}
+from caravela_flow.routing import websocket_urlpatterns  # noqa: E402
 
-# TODO: drop these fallbacks once caravela_flow.routing and caravela_flow.worker exist.
-try:
-    from caravela_flow.routing import websocket_urlpatterns
-except ImportError:
-    websocket_urlpatterns = []
+routes: dict[str, Any] = {"http": django_asgi_app}
 
 routes["websocket"] = AllowedHostsOriginValidator(
     AuthMiddlewareStack(URLRouter(websocket_urlpatterns))

@@ -1,0 +1,184 @@
+"""``FlowConsumer``: pushes one flow's snapshot, then its later messages, to a WebSocket.
+
+Route it with :data:`caravela_flow.routing.websocket_urlpatterns` behind
+``AllowedHostsOriginValidator(AuthMiddlewareStack(...))``. Close codes: 4403
+for a missing, forged, expired or other user's token (do not retry); 4404
+for a flow that is gone; 1000 once the flow has ended; 1011 when the
+snapshot could not be taken (the client retries). Frames from the browser
+are ignored: actions go through CSRF-protected views.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.core.serializers.json import DjangoJSONEncoder
+
+from .api import backend
+from .conf import get_settings
+from .errors import FlowNotFound
+from .groups import flow_group
+from .tokens import TokenRefused, read_token
+from .types import Message
+
+logger = logging.getLogger("caravela_flow")
+
+CLOSE_NORMAL = 1000
+CLOSE_ERROR = 1011
+CLOSE_REFUSED = 4403
+CLOSE_GONE = 4404
+
+FINAL_STATUSES = frozenset({"done", "failed", "stopped"})
+
+
+class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    """Subscribes one WebSocket to one flow, named by the signed token in the URL."""
+
+    flow_id: str | None = None
+    #: Version of the last message sent to the browser (None before the snapshot).
+    version: int | None = None
+    #: Set once the consumer has closed the socket (or is about to).
+    closing: bool = False
+    _group: str | None = None
+    _refresher: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Daphne cancels instances at shutdown without calling disconnect().
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._stop_refresher()
+
+    async def connect(self) -> None:
+        """Accept, check the token, join the group, then send the snapshot."""
+        await self.accept()  # before any close, or daphne loses the close code
+        token = self.scope.get("url_route", {}).get("kwargs", {}).get("token", "")
+        try:
+            self.flow_id = read_token(token, self.scope.get("user"))
+        except TokenRefused as exc:
+            logger.info("refused a flow subscription: %s", exc)
+            await self._close(CLOSE_REFUSED)
+            return
+        # Join before the snapshot: a change made meanwhile is queued, not lost.
+        self._group = flow_group(self.flow_id)
+        await self.channel_layer.group_add(self._group, self.channel_name)
+        try:
+            snapshot = await backend().asnapshot(self.flow_id)
+        except FlowNotFound:
+            await self._close(CLOSE_GONE)
+            return
+        except Exception:
+            logger.exception("flow %s: could not take a snapshot for a subscriber", self.flow_id)
+            await self._close(CLOSE_ERROR)
+            return
+        payload: dict[str, Any] = {
+            "event": "snapshot",
+            "flow_id": snapshot.flow_id,
+            "version": snapshot.version,
+            "status": snapshot.status,
+            "state": snapshot.state,
+        }
+        if snapshot.status == "failed":
+            payload["reason"] = snapshot.reason or ""
+        self.version = snapshot.version
+        if not await self._send(payload):
+            return
+        if snapshot.status in FINAL_STATUSES:
+            await self._close(CLOSE_NORMAL)
+        else:
+            self._refresher = asyncio.create_task(
+                self._refresh_membership(), name=f"caravela-flow subscription {self.flow_id}"
+            )
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Ignore what the browser sends."""
+
+    async def disconnect(self, code: int) -> None:
+        """Stop renewing the membership and leave the flow's group."""
+        self.closing = True
+        self._stop_refresher()
+        if self._group is not None:
+            group, self._group = self._group, None
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:
+                logger.exception("could not leave group %s", group)
+
+    # -- the flow's messages (group_send types flow.state, flow.done …) -----
+
+    async def flow_state(self, message: Message) -> None:
+        await self._forward(message, "state", "state")
+
+    async def flow_done(self, message: Message) -> None:
+        await self._forward(message, "done", "state", final=True)
+
+    async def flow_stopped(self, message: Message) -> None:
+        await self._forward(message, "stopped", "state", final=True)
+
+    async def flow_error(self, message: Message) -> None:
+        await self._forward(message, "error", "reason", final=True)
+
+    async def _forward(self, message: Message, event: str, field: str, final: bool = False) -> None:
+        """Send ``message`` if it is newer than the last one sent; close after a final one."""
+        version = message.get("version")
+        if (
+            self.closing
+            or self.version is None
+            or message.get("flow_id") != self.flow_id
+            or not isinstance(version, int)
+            or version <= self.version
+        ):
+            return
+        self.version = version
+        payload = {"event": event, "flow_id": self.flow_id, "version": version}
+        payload[field] = message.get(field)
+        if await self._send(payload) and final:
+            await self._close(CLOSE_NORMAL)
+
+    # -- helpers -------------------------------------------------------------
+
+    async def _send(self, payload: dict[str, Any]) -> bool:
+        """Send one JSON frame; on failure log it and close with 1011 (the client retries)."""
+        try:
+            await self.send(text_data=json.dumps(payload, cls=DjangoJSONEncoder))
+        except Exception:
+            logger.exception(
+                "flow %s: could not send a %s event to a subscriber",
+                self.flow_id,
+                payload.get("event"),
+            )
+            await self._close(CLOSE_ERROR)
+            return False
+        return True
+
+    async def _close(self, code: int) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self._stop_refresher()
+        try:
+            await self.close(code=code)
+        except Exception:
+            logger.exception("flow %s: could not close a subscriber's socket", self.flow_id)
+
+    async def _refresh_membership(self) -> None:
+        """Renew the group membership before the layer expires it (channels-redis: 24 h)."""
+        interval = get_settings().GROUP_REFRESH_SECONDS
+        while True:
+            await asyncio.sleep(interval)
+            group = self._group
+            if group is None:
+                return
+            try:
+                await self.channel_layer.group_add(group, self.channel_name)
+            except Exception:
+                logger.exception("flow %s: could not renew the group membership", self.flow_id)
+
+    def _stop_refresher(self) -> None:
+        task, self._refresher = self._refresher, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
