@@ -81,9 +81,8 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         flow_id = flow_id or uuid.uuid4().hex
         runner = FlowRunner(flow_id, definition, state, loop, publish, notify)
-        task = loop.create_task(self._supervise(runner), name=f"caravela-flow {flow_id}")
-        task.add_done_callback(lambda _: self._settle(runner))
-        runner.task = task
+        # No task name and no done-callback: each costs ~100-300 bytes per idle flow.
+        runner.task = loop.create_task(self._supervise(runner))
         self._flows[flow_id] = runner
         return runner
 
@@ -149,6 +148,9 @@ class Supervisor:
         task = runner.task
         if task is not None:
             task.cancel()
+            if runner.status is Status.STARTING:
+                # Cancelled before its first step, the task never runs _supervise.
+                self._end_cancelled(runner)
         return task
 
     def forget(self, flow_id: str) -> None:
@@ -235,10 +237,6 @@ class Supervisor:
         else:
             self._finish(runner, Status.FAILED, runner.abort_reason)
 
-    def _settle(self, runner: FlowRunner) -> None:
-        # A task cancelled before it ever ran never reached _supervise.
-        if not runner.status.finished:
-            self._end_cancelled(runner)
 
 
 supervisor = Supervisor()
