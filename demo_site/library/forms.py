@@ -1,5 +1,6 @@
 from django import forms
 
+from .isbn import normalise_isbn
 from .models import Book
 
 
@@ -18,12 +19,9 @@ class BookForm(forms.ModelForm):
         fields = ["title", "author", "isbn", "year"]
 
     def clean_isbn(self) -> str:
-        isbn: str = self.cleaned_data["isbn"].replace("-", "").replace(" ", "").upper()
-        if not isbn:
-            return ""
-        valid = (len(isbn) == 13 and isbn.isdigit()) or (
-            len(isbn) == 10 and isbn[:9].isdigit() and (isbn[9].isdigit() or isbn[9] == "X")
-        )
-        if not valid:
-            raise forms.ValidationError("Enter a valid ISBN-10 or ISBN-13.", code="invalid")
-        return isbn
+        try:
+            return normalise_isbn(self.cleaned_data["isbn"])
+        except ValueError:
+            raise forms.ValidationError(
+                "Enter a valid ISBN-10 or ISBN-13.", code="invalid"
+            ) from None
