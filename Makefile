@@ -27,7 +27,7 @@ $(STAMP): requirements.txt pyproject.toml
 migrate: venv ## Apply database migrations
 	$(BIN)/python manage.py migrate --noinput
 
-demo: migrate ## Serve the demo on 127.0.0.1, port PORT (default 8000), via daphne
+demo: migrate node-deps ## Serve the demo on 127.0.0.1, port PORT (default 8000), via daphne
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 lint: venv ## ruff check, ruff format --check, mypy
@@ -39,7 +39,7 @@ format: venv ## Fix imports and reformat
 	$(BIN)/ruff check --fix-only $(LINT_PATHS)
 	$(BIN)/ruff format $(LINT_PATHS)
 
-node-deps: ## Install JavaScript test dependencies (if package.json exists)
+node-deps: ## Install JavaScript dependencies: Alpine.js for the demo (if package.json exists)
 	@if [ -f package.json ]; then \
 		if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; \
 		else npm install --no-audit --no-fund; fi; \

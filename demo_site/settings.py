@@ -121,6 +121,8 @@ CARAVELA_FLOW = {"MODE": os.environ.get("CARAVELA_FLOW_MODE", "local")}
 # Fake external API used by the demo's sync flow.
 FAKE_API_LATENCY_MS = int(os.environ.get("FAKE_API_LATENCY_MS", "300"))
 FAKE_API_FAILURE_RATE = float(os.environ.get("FAKE_API_FAILURE_RATE", "0.2"))
+# Chance that fetching one catalogue feed fails (which fails the import).
+FAKE_API_IMPORT_FAILURE_RATE = float(os.environ.get("FAKE_API_IMPORT_FAILURE_RATE", "0"))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -135,7 +137,11 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "demo_site" / "static"]
+STATICFILES_DIRS: list[Any] = [BASE_DIR / "demo_site" / "static"]
+# Alpine.js from npm (`make node-deps`), served as static/vendor/alpinejs/…; no CDN.
+ALPINEJS_DIST = BASE_DIR / "node_modules" / "alpinejs" / "dist"
+if ALPINEJS_DIST.is_dir():
+    STATICFILES_DIRS.append(("vendor/alpinejs", ALPINEJS_DIST))
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 LOGGING = {

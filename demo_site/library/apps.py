@@ -7,3 +7,6 @@ class LibraryConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "demo_site.library"
     verbose_name = "Library"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401 - registers the system checks

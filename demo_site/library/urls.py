@@ -9,4 +9,9 @@ urlpatterns = [
     path("books/new/", views.BookCreateView.as_view(), name="book_create"),
     path("books/<int:pk>/edit/", views.BookUpdateView.as_view(), name="book_edit"),
     path("books/<int:pk>/delete/", views.BookDeleteView.as_view(), name="book_delete"),
+    path("books/<int:pk>/sync/", views.book_sync, name="book_sync"),
+    path("import/", views.import_start, name="import_start"),
+    path("import/<str:flow_id>/", views.import_progress, name="import_progress"),
+    path("flows/", views.flow_list, name="flow_list"),
+    path("flows/<str:flow_id>/stop/", views.flow_stop, name="flow_stop"),
 ]

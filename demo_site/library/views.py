@@ -1,37 +1,158 @@
-"""Book CRUD views."""
+"""Book CRUD with a live sync indicator, the catalogue import, and the running flows."""
+
+from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.messages.views import SuccessMessageMixin
-from django.urls import reverse_lazy
+from django.db import transaction
+from django.forms import BaseModelForm
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse, reverse_lazy
 from django.views import generic
+from django.views.decorators.http import require_POST
 
+from caravela_flow import FlowNotFound, get_state, start, stop
+from caravela_flow.api import backend
+from caravela_flow.handle import is_flow_id
+
+from . import fake_api, sync
+from .flows import BookImportFlow, BookSyncFlow
 from .forms import BookForm
 from .models import Book
+
+
+class SyncOnSaveMixin:
+    """After a book is saved (and committed), mark it dirty for its sync flow."""
+
+    object: Book
+
+    def form_valid(self, form: BaseModelForm) -> HttpResponse:
+        response: HttpResponse = super().form_valid(form)  # type: ignore[misc]
+        book_id = self.object.pk
+        transaction.on_commit(lambda: sync.mark_dirty(book_id))
+        return response
 
 
 class BookListView(generic.ListView):
     model = Book
     paginate_by = 25
 
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["rows"] = [(book, sync.sync_handle(book.pk)) for book in context["object_list"]]
+        return context
 
-class BookCreateView(SuccessMessageMixin, generic.CreateView):
+
+class BookCreateView(SuccessMessageMixin, SyncOnSaveMixin, generic.CreateView):
     model = Book
     form_class = BookForm
     success_url = reverse_lazy("library:book_list")
     success_message = "Added “%(title)s”."
 
 
-class BookUpdateView(SuccessMessageMixin, generic.UpdateView):
+class BookUpdateView(SuccessMessageMixin, SyncOnSaveMixin, generic.UpdateView):
     model = Book
     form_class = BookForm
     success_url = reverse_lazy("library:book_list")
     success_message = "Saved “%(title)s”."
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["sync_handle"] = sync.sync_handle(self.object.pk)
+        return context
 
 
 class BookDeleteView(SuccessMessageMixin, generic.DeleteView):
     model = Book
     success_url = reverse_lazy("library:book_list")
 
+    def form_valid(self, form: Any) -> HttpResponse:
+        book_id = self.object.pk  # set by post(); None once deleted
+        response = super().form_valid(form)
+        transaction.on_commit(lambda: sync.forget(book_id))
+        return response
+
     def get_success_message(self, cleaned_data: dict[str, Any]) -> str:
         return f"Deleted “{self.object.title}”."
+
+
+@require_POST
+def book_sync(request: HttpRequest, pk: int) -> HttpResponse:
+    """Ask for a sync now (e.g. after a failed one), without editing the book."""
+    book = get_object_or_404(Book, pk=pk)
+    sync.mark_dirty(book.pk)
+    messages.success(request, f"Sync of “{book.title}” requested.")
+    return redirect("library:book_edit", pk=book.pk)
+
+
+# --- import -----------------------------------------------------------------
+
+
+def import_start(request: HttpRequest) -> HttpResponse:
+    """GET: what an import does. POST: start one and go to its progress page."""
+    if request.method == "POST":
+        handle = start(BookImportFlow, "import_books")
+        return HttpResponseRedirect(reverse("library:import_progress", args=[handle.id]))
+    latency = fake_api.latency_ms()
+    sources = [(source, round(latency * source.latency_factor)) for source in fake_api.SOURCES]
+    return render(request, "library/import_start.html", {"sources": sources})
+
+
+def import_progress(request: HttpRequest, flow_id: str) -> HttpResponse:
+    """The live progress of one import (404 once the flow is no longer retained)."""
+    if not is_flow_id(flow_id):
+        raise Http404("No such import.")
+    try:
+        state = get_state(flow_id)
+    except FlowNotFound:
+        raise Http404("This import has finished and is no longer kept.") from None
+    if "items" not in state or "sources" not in state:
+        raise Http404("That flow is not an import.")
+    return render(request, "library/import_progress.html", {"flow_id": flow_id, "state": state})
+
+
+# --- running flows ------------------------------------------------------------
+
+SYNC_KEY = BookSyncFlow.sync_book.key
+IMPORT_KEY = BookImportFlow.import_books.key
+
+
+def _describe(info: Any) -> dict[str, Any]:
+    """One row of the running-flows table: the flow's info plus what it is about."""
+    label = ".".join(info.flow.split(".")[-2:])  # "BookSyncFlow.sync_book"
+    row: dict[str, Any] = {"info": info, "label": label, "about": "", "link": None}
+    try:
+        state = get_state(info.id)
+    except FlowNotFound:
+        state = {}
+    if info.flow == SYNC_KEY and state.get("book_id") is not None:
+        book = Book.objects.filter(pk=state["book_id"]).only("title").first()
+        row["about"] = f"“{book.title}”" if book else f"book {state['book_id']} (deleted)"
+        row["link"] = reverse("library:book_edit", args=[book.pk]) if book else None
+    elif info.flow == IMPORT_KEY:
+        row["about"] = f"import, {state.get('phase', '?')}: {state.get('created', 0)} created"
+        row["link"] = reverse("library:import_progress", args=[info.id])
+    return row
+
+
+def flow_list(request: HttpRequest) -> HttpResponse:
+    """Every flow this deployment hosts (running first), with a stop button each."""
+    infos = sorted(backend().flows(), key=lambda info: (info.status != "running", info.flow))
+    return render(request, "library/flow_list.html", {"rows": [_describe(i) for i in infos]})
+
+
+@require_POST
+def flow_stop(request: HttpRequest, flow_id: str) -> HttpResponse:
+    """Stop one flow; its subscribers see it end as "stopped"."""
+    if not is_flow_id(flow_id):
+        raise Http404("No such flow.")
+    try:
+        stop(flow_id)
+    except FlowNotFound:
+        messages.info(request, f"Flow {flow_id[:8]}… had already ended.")
+    else:
+        messages.success(request, f"Stopped flow {flow_id[:8]}….")
+    return redirect("library:flow_list")
