@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,18 @@ def executor() -> ThreadPoolExecutor:
                 max_workers=get_settings().THREADS, thread_name_prefix="caravela-flow-work"
             )
         return _executor
+
+
+def _after_fork_in_child() -> None:
+    # A forked child has none of the parent's threads; the copied pool would
+    # queue work forever (e.g. a live-test server forked from the test run).
+    global _executor, _lock
+    _executor = None
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _in_thread(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:

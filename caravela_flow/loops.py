@@ -55,6 +55,17 @@ def background_loop() -> asyncio.AbstractEventLoop:
         return _background
 
 
+def _after_fork_in_child() -> None:
+    # The background loop's thread does not survive a fork: make a new one on demand.
+    global _background, _lock
+    _background = None
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def home_loop() -> asyncio.AbstractEventLoop:
     """Where a flow started from this thread should live."""
     return running_loop() or server_loop() or background_loop()
