@@ -99,6 +99,17 @@ def _fire(future: asyncio.Future[bool], value: bool) -> None:
         future.set_result(value)
 
 
+def _same_json(a: Any, b: Any) -> bool:
+    """Whether two JSON-form values are the same JSON (``1``, ``1.0`` and ``True`` differ)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_same_json(v, b[k]) for k, v in a.items())
+    if type(a) is list:
+        return len(a) == len(b) and all(map(_same_json, a, b))
+    return bool(a == b)
+
+
 def _expect_state(value: Any, where: str) -> State:
     if not isinstance(value, dict):
         raise Crash(f"{where} returned {value!r:.100}, not a dict", where)
@@ -202,10 +213,13 @@ class FlowRunner:
         return copy_state(self.state)
 
     def _set_state(self, new: State) -> None:
-        # ``new`` is already checked and owned by the runner.
-        if new != self.state:
-            self.state = new
-            self.emit("state", state=wire_state(new))
+        # ``new`` is already checked and owned by the runner. It always becomes
+        # the state (Python's ``1 == True`` must not keep the old value); a
+        # message goes out when its JSON form differs from the old one's.
+        old, self.state = self.state, new
+        wire = wire_state(new)
+        if not _same_json(wire, wire_state(old)):
+            self.emit("state", state=wire)
 
     def signal(self, update: Any, args: tuple[Any, ...] = ()) -> None:
         """Apply ``update`` now, or queue it behind the step in flight.
