@@ -6,6 +6,7 @@ The cache is dropped on Django's ``setting_changed`` signal, so
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -15,6 +16,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 MODES = ("local", "worker")
+_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,18 @@ def _validate(values: dict[str, Any]) -> FlowSettings:
         value = getattr(result, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ImproperlyConfigured(f"CARAVELA_FLOW[{name!r}] must be a number >= 0")
-    if not isinstance(result.THREADS, int) or result.THREADS < 1:
+    threads = result.THREADS
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ImproperlyConfigured("CARAVELA_FLOW['THREADS'] must be an int >= 1")
+    # Group names are "<prefix>.<flow id>" and "<prefix>-ctl.<flow id>" (32 hex digits);
+    # Channels refuses names that are not ASCII letters, digits, "-", "_", "." under 100.
+    for name, longest in (("GROUP_PREFIX", 60), ("WORKER_CHANNEL", 99)):
+        value = getattr(result, name)
+        if not isinstance(value, str) or not _NAME.fullmatch(value) or len(value) > longest:
+            raise ImproperlyConfigured(
+                f"CARAVELA_FLOW[{name!r}] must be at most {longest} ASCII letters, digits, "
+                f"'-', '_' or '.', got {value!r}"
+            )
     refresh = result.GROUP_REFRESH_SECONDS
     if isinstance(refresh, bool) or not isinstance(refresh, (int, float)) or refresh <= 0:
         raise ImproperlyConfigured("CARAVELA_FLOW['GROUP_REFRESH_SECONDS'] must be a number > 0")
