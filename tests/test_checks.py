@@ -1,0 +1,225 @@
+"""System checks (caravela_flow.E0xx / W0xx) and the CARAVELA_FLOW settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.checks import Error, Warning, run_checks
+from django.core.exceptions import ImproperlyConfigured
+from django.test import SimpleTestCase, modify_settings, override_settings
+
+from caravela_flow.checks import check_settings
+from caravela_flow.conf import FlowSettings, get_settings
+
+REDIS_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": ["redis://127.0.0.1:6399/0"]},
+    }
+}
+IN_MEMORY_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+WORKER = {"MODE": "worker"}
+
+
+def ids(messages: list[Any]) -> list[str]:
+    return [m.id for m in messages]
+
+
+def ours(messages: list[Any]) -> list[Any]:
+    return [m for m in messages if str(m.id).startswith("caravela_flow.")]
+
+
+class CheckTests(SimpleTestCase):
+    def test_the_test_settings_pass(self) -> None:
+        self.assertEqual(check_settings(), [])
+        self.assertEqual(ours(run_checks()), [])
+
+    def test_checks_are_registered(self) -> None:
+        with override_settings(CARAVELA_FLOW={"MODE": "nope"}):
+            self.assertEqual(ids(ours(run_checks())), ["caravela_flow.E001"])
+
+    def test_e001_bad_caravela_flow_setting(self) -> None:
+        cases: list[tuple[Any, str]] = [
+            ({"BOGUS": 1, "MODE": "local"}, "unknown key(s) BOGUS"),
+            ({"MODE": "cloud"}, "must be one of local, worker, got 'cloud'"),
+            ({"THREADS": 0}, "THREADS"),
+            ({"RETAIN_SECONDS": -1}, "RETAIN_SECONDS"),
+            ({"START_TIMEOUT": "5"}, "START_TIMEOUT"),
+            ({"THREADS": True}, "THREADS"),
+            ({"TOKEN_MAX_AGE": 0}, "TOKEN_MAX_AGE"),
+            ({"GROUP_PREFIX": "my flows"}, "GROUP_PREFIX"),
+            ({"GROUP_PREFIX": ""}, "GROUP_PREFIX"),
+            ({"GROUP_PREFIX": "p" * 61}, "GROUP_PREFIX"),
+            ({"WORKER_CHANNEL": "flows!"}, "WORKER_CHANNEL"),
+            ({"WORKER_CHANNEL": None}, "WORKER_CHANNEL"),
+            ("worker", "must be a dict"),
+        ]
+        for value, text in cases:
+            with self.subTest(value=value), override_settings(CARAVELA_FLOW=value):
+                messages = check_settings()
+                self.assertEqual(ids(messages), ["caravela_flow.E001"])
+                self.assertIsInstance(messages[0], Error)
+                self.assertIn(text, messages[0].msg)
+                self.assertIn("CARAVELA_FLOW", messages[0].hint)
+
+    @modify_settings(INSTALLED_APPS={"remove": ["channels"]})
+    def test_e002_channels_not_installed(self) -> None:
+        messages = check_settings()
+        self.assertEqual(ids(messages), ["caravela_flow.E002"])
+        self.assertIsInstance(messages[0], Error)
+        self.assertIn("'channels'", messages[0].msg)
+
+    @override_settings(ASGI_APPLICATION=None)
+    def test_e003_no_asgi_application(self) -> None:
+        messages = check_settings()
+        self.assertEqual(ids(messages), ["caravela_flow.E003"])
+        self.assertIsInstance(messages[0], Error)
+        self.assertIn("ASGI_APPLICATION", messages[0].msg)
+
+    def test_e003_when_the_setting_is_missing(self) -> None:
+        from django.conf import settings
+
+        with override_settings():
+            del settings.ASGI_APPLICATION
+            self.assertEqual(ids(check_settings()), ["caravela_flow.E003"])
+
+    @override_settings(CARAVELA_FLOW=WORKER, CHANNEL_LAYERS={})
+    def test_e004_worker_mode_without_a_layer(self) -> None:
+        messages = check_settings()
+        self.assertEqual(ids(messages), ["caravela_flow.E004"])
+        self.assertIsInstance(messages[0], Error)
+        self.assertIn("'default'", messages[0].msg)
+
+    @override_settings(CARAVELA_FLOW={"MODE": "worker", "CHANNEL_LAYER": "flows"})
+    def test_e004_names_the_configured_alias(self) -> None:
+        messages = check_settings()
+        self.assertEqual(ids(messages), ["caravela_flow.E004"])
+        self.assertIn("'flows'", messages[0].msg)
+
+    @override_settings(CHANNEL_LAYERS={})
+    def test_w002_local_mode_without_a_layer_is_only_a_warning(self) -> None:
+        messages = check_settings()
+        self.assertEqual(ids(messages), ["caravela_flow.W002"])
+        self.assertIsInstance(messages[0], Warning)
+
+    @override_settings(CARAVELA_FLOW=WORKER, CHANNEL_LAYERS=IN_MEMORY_LAYERS)
+    def test_e005_worker_mode_on_the_in_memory_layer(self) -> None:
+        messages = check_settings()
+        self.assertEqual(ids(messages), ["caravela_flow.E005"])
+        self.assertIsInstance(messages[0], Error)
+        self.assertIn("InMemoryChannelLayer", messages[0].msg)
+
+    @override_settings(CHANNEL_LAYERS=IN_MEMORY_LAYERS)
+    def test_local_mode_on_the_in_memory_layer_is_fine(self) -> None:
+        self.assertEqual(check_settings(), [])
+
+    @override_settings(CARAVELA_FLOW=WORKER, CHANNEL_LAYERS=REDIS_LAYERS)
+    def test_worker_mode_on_redis_with_routing_is_fine(self) -> None:
+        # The check reads the configuration; it does not connect.
+        self.assertEqual(check_settings(), [])
+
+    @modify_settings(INSTALLED_APPS={"remove": ["daphne"]})
+    def test_w001_daphne_not_installed(self) -> None:
+        messages = check_settings()
+        self.assertEqual(ids(messages), ["caravela_flow.W001"])
+        self.assertIsInstance(messages[0], Warning)
+        self.assertIn("'daphne'", messages[0].msg)
+
+    @override_settings(
+        CARAVELA_FLOW=WORKER, CHANNEL_LAYERS=REDIS_LAYERS, ASGI_APPLICATION="no.such.application"
+    )
+    def test_e006_worker_mode_with_an_asgi_application_that_does_not_load(self) -> None:
+        self.assertEqual(ids(check_settings()), ["caravela_flow.E006"])
+
+    @override_settings(
+        CARAVELA_FLOW=WORKER,
+        CHANNEL_LAYERS=REDIS_LAYERS,
+        ASGI_APPLICATION="demo_site.asgi.django_asgi_app",
+    )
+    def test_e007_worker_mode_without_the_worker_channel_routed(self) -> None:
+        messages = check_settings()
+        self.assertEqual(ids(messages), ["caravela_flow.E007"])
+        self.assertIn("'caravela-flows'", messages[0].msg)
+
+    @override_settings(
+        CARAVELA_FLOW={"MODE": "worker", "WORKER_CHANNEL": "other-channel"},
+        CHANNEL_LAYERS=REDIS_LAYERS,
+    )
+    def test_e007_names_the_configured_worker_channel(self) -> None:
+        messages = check_settings()
+        self.assertEqual(ids(messages), ["caravela_flow.E007"])
+        self.assertIn("'other-channel'", messages[0].msg)
+
+    def test_w003_channels_listed_before_caravela_flow_in_worker_mode(self) -> None:
+        from django.conf import settings
+
+        apps = [a for a in settings.INSTALLED_APPS if a != "caravela_flow"]
+        apps.insert(apps.index("channels") + 1, "caravela_flow")
+        with override_settings(
+            INSTALLED_APPS=apps, CARAVELA_FLOW=WORKER, CHANNEL_LAYERS=REDIS_LAYERS
+        ):
+            self.assertEqual(ids(check_settings()), ["caravela_flow.W003"])
+        with override_settings(INSTALLED_APPS=apps):
+            self.assertEqual(check_settings(), [])  # local mode does not care
+
+    @override_settings(ASGI_APPLICATION=None, CHANNEL_LAYERS={})
+    @modify_settings(INSTALLED_APPS={"remove": ["channels", "daphne"]})
+    def test_several_problems_are_reported_together(self) -> None:
+        self.assertEqual(
+            sorted(ids(check_settings())),
+            [
+                "caravela_flow.E002",
+                "caravela_flow.E003",
+                "caravela_flow.W001",
+                "caravela_flow.W002",
+            ],
+        )
+
+
+class SettingsTests(SimpleTestCase):
+    def test_defaults(self) -> None:
+        with override_settings(CARAVELA_FLOW=None):
+            conf = get_settings()
+        self.assertEqual(conf, FlowSettings())
+        self.assertEqual(conf.MODE, "local")
+        self.assertEqual(conf.WORKER_CHANNEL, "caravela-flows")
+
+    def test_the_settings_are_cached(self) -> None:
+        self.assertIs(get_settings(), get_settings())
+        first = get_settings()
+        with override_settings(SOME_OTHER_SETTING=1):
+            self.assertIs(get_settings(), first)
+
+    def test_override_settings_is_honoured_and_undone(self) -> None:
+        before = get_settings()
+        with override_settings(CARAVELA_FLOW={"MODE": "worker", "RETAIN_SECONDS": 10}):
+            conf = get_settings()
+            self.assertEqual(conf.MODE, "worker")
+            self.assertEqual(conf.RETAIN_SECONDS, 10)
+            self.assertEqual(conf.START_TIMEOUT, 5.0)
+        self.assertEqual(get_settings(), before)
+        self.assertEqual(get_settings().MODE, "local")
+
+    @override_settings(CARAVELA_FLOW={"GROUP_PREFIX": "custom"})
+    def test_override_settings_as_a_decorator(self) -> None:
+        from caravela_flow.groups import flow_group
+
+        self.assertEqual(get_settings().GROUP_PREFIX, "custom")
+        self.assertEqual(flow_group("abc"), "custom.abc")
+
+    def test_bad_settings_raise_improperly_configured(self) -> None:
+        cases = [
+            ({"MODE": "cloud"}, "MODE"),
+            ({"THREADS": True}, "THREADS"),  # a bool is not a thread count
+            ({"GROUP_PREFIX": "ünï"}, "GROUP_PREFIX.*'ünï'"),  # Channels would refuse its groups
+        ]
+        for value, pattern in cases:
+            with (
+                self.subTest(value=value),
+                override_settings(CARAVELA_FLOW=value),
+                self.assertRaisesRegex(ImproperlyConfigured, pattern),
+            ):
+                get_settings()
+        with override_settings(CARAVELA_FLOW={"GROUP_PREFIX": "p" * 60, "WORKER_CHANNEL": "w.1"}):
+            self.assertEqual(len(get_settings().GROUP_PREFIX), 60)
+        self.assertEqual(get_settings().MODE, "local")
