@@ -60,7 +60,7 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         try:
             self.flow_id = read_token(token, self.scope.get("user"))
         except TokenRefused as exc:
-            logger.info("refused a flow subscription: %s", exc)
+            logger.debug("refused a flow subscription: %s", exc)
             await self._close(CLOSE_REFUSED)
             return
         # Join before the snapshot: a change made meanwhile is queued, not lost.
