@@ -1,0 +1,203 @@
+"""The demo in a real browser: headless Chromium (Playwright) against daphne.
+
+ChannelsLiveServerTestCase forks a daphne server in setUpClass, after the
+class's override_settings took effect, so the server sees the fake API
+settings below. Its flows, channel layer (in memory) and WebSockets all live
+in that child process; the test reads the shared SQLite test database.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+from unittest import skipUnless
+
+from channels.testing import ChannelsLiveServerTestCase
+from django.conf import settings
+from django.test import override_settings
+from django.urls import reverse
+
+from demo_site.library import sync
+from demo_site.library.models import Book
+
+try:
+    from playwright.sync_api import Page, expect, sync_playwright
+except ImportError:  # pragma: no cover - playwright is in requirements.txt
+    sync_playwright = None
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
+LATENCY_MS = 400
+
+# Runs before any script of every page: records the values that each book's
+# sync indicator (data-phase) and the import's "created" counter go through.
+RECORDER = """
+(() => {
+  const oldPhases = {};
+  const created = [];
+  window.phaseLog = (book) => {
+    const el = document.querySelector(`.sync[data-book="${book}"]`);
+    const values = [...(oldPhases[book] || []), el ? el.getAttribute("data-phase") : null];
+    return values.filter((v, i) => v !== null && v !== values[i - 1]);
+  };
+  window.createdLog = () => created.slice();
+  const observer = new MutationObserver((records) => {
+    for (const record of records) {
+      const el = record.target;
+      if (record.type === "attributes" && el.matches(".sync[data-book]")) {
+        (oldPhases[el.dataset.book] ||= []).push(record.oldValue);
+      }
+      const counter = el.nodeType === 1 ? el.closest('[data-counter="created"]') : null;
+      if (counter && counter.textContent !== created.at(-1)) created.push(counter.textContent);
+    }
+  });
+  document.addEventListener("DOMContentLoaded", () => {
+    observer.observe(document.body, {
+      subtree: true, childList: true, characterData: true,
+      attributes: true, attributeFilter: ["data-phase"], attributeOldValue: true,
+    });
+  });
+})();
+"""
+
+
+def ordered_suffix(values: list[str], sequence: list[str]) -> bool:
+    """Whether ``values`` is a non-empty tail of ``sequence``."""
+    return bool(values) and sequence[-len(values) :] == values
+
+
+@skipUnless(os.path.exists(CHROMIUM), f"{CHROMIUM} is missing (make deps-system installs it)")
+@skipUnless(sync_playwright is not None, "the playwright package is not installed")
+@override_settings(
+    FAKE_API_LATENCY_MS=LATENCY_MS, FAKE_API_FAILURE_RATE=0, FAKE_API_IMPORT_FAILURE_RATE=0
+)
+class DemoInBrowserTests(ChannelsLiveServerTestCase):
+    serve_static = True
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        # Playwright's sync API runs an event loop in this thread; Django's ORM
+        # (the test's own queries, the database flush) would refuse to run.
+        previous = os.environ.get(ASYNC_UNSAFE)
+        os.environ[ASYNC_UNSAFE] = "true"
+        cls.addClassCleanup(cls._restore_env, previous)
+        # The server is a fork of this process: hand it an empty book → flow table.
+        sync.forget_all()
+        super().setUpClass()
+
+    @staticmethod
+    def _restore_env(previous: str | None) -> None:
+        if previous is None:
+            os.environ.pop(ASYNC_UNSAFE, None)
+        else:
+            os.environ[ASYNC_UNSAFE] = previous
+
+    def setUp(self) -> None:
+        alpine = Path(settings.ALPINEJS_DIST) / "module.esm.min.js"
+        self.assertTrue(alpine.is_file(), f"{alpine} is missing: run `make node-deps`")
+        # Playwright starts and stops with each test: while it runs, this thread
+        # has a running event loop, which fixtures that use async_to_sync refuse.
+        assert sync_playwright is not None
+        playwright = sync_playwright().start()
+        self.addCleanup(playwright.stop)
+        self.browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        self.addCleanup(self.browser.close)
+        self.errors: list[str] = []
+        self.page = self.new_page()
+
+    def new_page(self) -> Page:
+        page = self.browser.new_page()
+        self.addCleanup(page.close)
+        page.add_init_script(RECORDER)
+        page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+        page.on(
+            "console",
+            lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None,
+        )
+        return page
+
+    def url(self, name: str, *args: Any) -> str:
+        return self.live_server_url + reverse(name, args=args)
+
+    def test_book_sync_status_is_live(self) -> None:
+        page = self.page
+        page.goto(self.url("library:book_create"))
+        page.fill("#id_title", "Kindred")
+        page.fill("#id_author", "Octavia E. Butler")
+        page.fill("#id_isbn", "978-0-8070-8369-7")
+        page.click("button:has-text('Save')")
+        page.wait_for_url(self.url("library:book_list"))
+        book = Book.objects.get(title="Kindred")
+        indicator = page.locator(f'.sync[data-book="{book.pk}"]')
+
+        # The new book syncs while the list is open: no reload, the flow pushes.
+        expect(indicator).to_have_attribute("data-phase", "synced", timeout=10_000)
+        expect(indicator.locator(".sync-badge")).to_contain_text("Synced at ")
+        expect(indicator.locator(".sync-detail")).to_have_text("version 1")
+        # Depending on how fast the page connected it saw the debounce or not.
+        first = [p for p in page.evaluate(f"phaseLog({book.pk})") if p != "connecting"]
+        self.assertTrue(ordered_suffix(first, ["pending", "syncing", "synced"]), first)
+        page.evaluate("window.notReloaded = true")
+
+        # Edit the book in another tab: this page shows every phase of the new sync.
+        editor = self.new_page()
+        editor.goto(self.url("library:book_edit", book.pk))
+        editor.fill("#id_year", "1979")
+        editor.click("button:has-text('Save')")
+        editor.wait_for_url(self.url("library:book_list"))
+        expect(indicator.locator(".sync-detail")).to_have_text("version 2", timeout=10_000)
+        phases = [p for p in page.evaluate(f"phaseLog({book.pk})") if p != "connecting"]
+        self.assertEqual(phases[len(first) :], ["pending", "syncing", "synced"])
+        self.assertTrue(page.evaluate("window.notReloaded"))
+        book.refresh_from_db()
+        self.assertEqual((book.year, book.sync_version), (1979, 2))
+
+        # Stop the book's flow from the running-flows page: the list sees it end.
+        editor.goto(self.url("library:flow_list"))
+        editor.locator("tr", has_text="Kindred").get_by_role("button", name="Stop").click()
+        expect(editor.locator(".message")).to_contain_text("Stopped flow")
+        expect(indicator).to_have_attribute("data-phase", "stopped", timeout=5_000)
+        expect(indicator.locator(".sync-badge")).to_have_text("Sync stopped")
+        self.assertEqual(self.errors, [])
+
+    def test_import_progress_is_live(self) -> None:
+        page = self.page
+        page.goto(self.url("library:import_start"))
+        # The server process got this class's settings: 400 ms x 1.6 for this feed.
+        expect(page.locator("tr", has_text="Old Stacks Archive")).to_contain_text("640 ms")
+        page.click("button:has-text('Start the import')")
+        page.wait_for_url(re.compile(r"/import/[0-9a-f]{32}/$"))
+
+        status = page.locator(".import-status")
+        expect(status).to_have_text("Done: 15 created, 7 skipped", timeout=20_000)
+        expect(status).to_have_attribute("data-phase", "done")
+        expect(page.locator('[data-counter="created"]')).to_have_text("15")
+        expect(page.locator('[data-counter="skipped"]')).to_have_text("7")
+        expect(page.locator('[data-counter="total"]')).to_have_text("22")
+        bar = page.get_by_role("progressbar")
+        expect(bar).to_have_attribute("aria-valuenow", "22")
+        expect(bar).to_have_attribute("aria-valuemax", "22")
+        skips = page.locator(".skips li")
+        expect(skips).to_have_count(7)
+        expect(skips.filter(has_text="Wuthering Heights")).to_contain_text(
+            "invalid ISBN '978-0-14-143955'"
+        )
+        expect(skips.filter(has_text="Moby-Dick")).to_contain_text("duplicate of #2")
+        expect(page.get_by_role("link", name="See the books")).to_be_visible()
+
+        # The counter climbed book by book while the page watched.
+        created = [int(n) for n in page.evaluate("createdLog()")]
+        self.assertEqual(created, sorted(created))
+        self.assertGreaterEqual(len(created), 5, created)
+        self.assertEqual(created[-1], 15)
+        self.assertEqual(Book.objects.count(), 15)
+        self.assertEqual(self.errors, [])
