@@ -189,6 +189,16 @@ class Client:
         with contextlib.suppress(FlowError):
             await self.request(flow_id, "stop", {})
 
+    async def close(self) -> None:
+        """Stop receiving and close the layer's connections (call on the client's loop)."""
+        tasks = [t for t in (self._receiver, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._receiver = None
+        if self.layer is not None and hasattr(self.layer, "close_pools"):
+            await self.layer.close_pools()
+
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -277,6 +287,18 @@ def client() -> Client:
     if _client is None:
         _client = Client()
     return _client
+
+
+def reset_client() -> None:
+    """Close this process's client; the next call makes a new one with the current settings.
+
+    For tests that switch ``CHANNEL_LAYERS`` or ``CARAVELA_FLOW`` (the client
+    keeps the layer it was made with). Requests in flight fail.
+    """
+    global _client
+    old, _client = _client, None
+    if old is not None:
+        _run(old.close())
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
