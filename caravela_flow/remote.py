@@ -50,9 +50,12 @@ logger = logging.getLogger("caravela_flow")
 
 T = TypeVar("T")
 
-#: Seconds before an unanswered request is sent again (then doubling, capped).
+#: Seconds before an unanswered request is sent again, at least (then doubling, capped).
 FIRST_RETRY = 1.0
 MAX_RETRY = 2.0
+#: A request is sent again only once its reply is this many times later than usual:
+#: under load, repeats would only add work to a worker that is slow, not gone.
+RETRY_FACTOR = 3.0
 
 
 class Client:
@@ -65,6 +68,8 @@ class Client:
         self._ready: asyncio.Lock | None = None
         self._receiver: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Smoothed seconds from sending a request to its reply.
+        self.latency = 0.0
 
     async def _connect(self) -> None:
         if self.channel is not None:
@@ -222,7 +227,8 @@ class Client:
         }
         group = control_group(flow_id)
         queue = self._waiters[request] = asyncio.Queue()
-        wait = FIRST_RETRY
+        wait = max(FIRST_RETRY, RETRY_FACTOR * self.latency)
+        sent = loop.time()
         try:
             while True:
                 try:
@@ -239,9 +245,10 @@ class Client:
                             "it is not running (unknown id, finished and no longer retained), "
                             "or its worker is down or overloaded"
                         ) from None
-                    wait = min(wait * 2, MAX_RETRY)
+                    wait = min(wait * 2, max(wait, MAX_RETRY))
         finally:
             del self._waiters[request]
+        self.latency += (loop.time() - sent - self.latency) / 5
         if not reply.get("ok"):
             raise _error(reply)
         return reply
