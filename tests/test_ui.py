@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from unittest import skipUnless
 
+from asgiref.sync import SyncToAsync
 from channels.testing import ChannelsLiveServerTestCase
+from daphne.testing import DaphneProcess
 from django.conf import settings
 from django.test import override_settings
 from django.urls import reverse
@@ -70,6 +73,20 @@ RECORDER = """
 """
 
 
+class FreshDaphneProcess(DaphneProcess):  # type: ignore[misc]
+    """The daphne child, with a working asgiref executor.
+
+    A fork copies thread pools without their threads. asgiref's shared
+    ``SyncToAsync`` executor (behind ``database_sync_to_async``, which
+    ``AuthMiddlewareStack`` uses on every WebSocket handshake) would queue work
+    forever once an earlier test in this process has used it.
+    """
+
+    def run(self) -> None:
+        SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
+        super().run()
+
+
 def ordered_suffix(values: list[str], sequence: list[str]) -> bool:
     """Whether ``values`` is a non-empty tail of ``sequence``."""
     return bool(values) and sequence[-len(values) :] == values
@@ -81,6 +98,7 @@ def ordered_suffix(values: list[str], sequence: list[str]) -> bool:
     FAKE_API_LATENCY_MS=LATENCY_MS, FAKE_API_FAILURE_RATE=0, FAKE_API_IMPORT_FAILURE_RATE=0
 )
 class DemoInBrowserTests(ChannelsLiveServerTestCase):
+    ProtocolServerProcess = FreshDaphneProcess
     serve_static = True
 
     @classmethod
