@@ -376,11 +376,17 @@ class FlowRunner:
                 if step.jitter:
                     delay = random.uniform(delay / 2, delay)
                 await asyncio.sleep(delay / 1000)
+            deadline = asyncio.timeout(None if step.timeout is None else step.timeout / 1000)
             try:
-                async with asyncio.timeout(None if step.timeout is None else step.timeout / 1000):
+                async with deadline:
                     result = await call(step.fn, copy_state(self.state))
-            except TimeoutError:
-                reason = f"{name} timed out after {step.timeout:g} ms"
+            except TimeoutError as exc:
+                # The step's own timeout, or a TimeoutError that fn raised itself.
+                if deadline.expired():
+                    reason = f"{name} timed out after {step.timeout:g} ms"
+                else:
+                    logger.info("flow %s: %s raised %s", self.id, name, exc_reason(exc))
+                    reason = exc_reason(exc)
                 continue
             except Exception as exc:
                 logger.info("flow %s: %s raised %s", self.id, name, exc_reason(exc))
