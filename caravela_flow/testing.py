@@ -114,7 +114,7 @@ class FlowProbe:
         found, seen = self._first(test)
         async with asyncio.timeout(timeout):
             while found is None:
-                await self._next_message()
+                await self._next_message(seen)
                 found, seen = self._scan(seen, test)
         return found
 
@@ -125,19 +125,25 @@ class FlowProbe:
         deadline = time.monotonic() + timeout
         with self._lock:
             while found is None:
+                # First the messages that came in before we took the lock.
+                found, seen = self._scan(seen, test)
+                if found is not None:
+                    break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(f"no state matching {match!r} within {timeout:g} s")
                 self._lock.wait(remaining)
-                found, seen = self._scan(seen, test)
         return found
 
     async def await_end(self, timeout: float = 5.0) -> Message:
         """The flow's final message; TimeoutError after ``timeout`` s."""
         async with asyncio.timeout(timeout):
-            while (final := self.final) is None:
-                await self._next_message()
-        return final
+            while True:
+                with self._lock:
+                    final, seen = self.final, len(self.messages)
+                if final is not None:
+                    return final
+                await self._next_message(seen)
 
     def wait_end(self, timeout: float = 5.0) -> Message:
         """Sync twin of :meth:`await_end`."""
@@ -150,10 +156,17 @@ class FlowProbe:
                 self._lock.wait(remaining)
         return final
 
-    async def _next_message(self) -> None:
+    async def _next_message(self, seen: int) -> None:
+        """Return once there are more than ``seen`` messages.
+
+        Checked under the lock, so a message that a flow on another thread
+        delivers between the caller's look and this wait is not missed.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         with self._lock:
+            if len(self.messages) > seen:
+                return
             self._waiters.append((loop, future))
         await future
 
