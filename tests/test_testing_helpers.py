@@ -6,7 +6,9 @@ Written as Django test cases, so both ``pytest`` and ``manage.py test`` run them
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from typing import Any
 
 from django.test import SimpleTestCase, TestCase
 
@@ -223,6 +225,67 @@ class SyncProbeTests(SimpleTestCase):
         self.assertEqual(final["flow_id"], handle.id)
         self.assertEqual(final["state"]["stage"], "done")
         self.assertEqual(probe.states[-1], final["state"])
+
+
+def from_another_thread(
+    probe: FlowProbe, message: dict[str, Any], wait: float | None = None
+) -> None:
+    """Deliver ``message`` to ``probe`` as a flow on another loop's thread would."""
+    sender = threading.Thread(target=probe, args=(message,))
+    sender.start()
+    sender.join(wait)
+
+
+def state_message(state: dict[str, Any], kind: str = "state") -> dict[str, Any]:
+    return {"type": f"flow.{kind}", "flow_id": "f" * 32, "version": 1, "state": state}
+
+
+class ProbeRaceTests(SimpleTestCase):
+    """A message that arrives from another thread just before a probe starts waiting."""
+
+    def deliver_after_the_first_scan(self, probe: FlowProbe, message: dict[str, Any]) -> None:
+        original = probe._scan
+        calls = []
+
+        def scan(start: int, match: Any) -> Any:
+            result = original(start, match)
+            calls.append(start)
+            if len(calls) == 1:  # the look before waiting has just missed it
+                from_another_thread(probe, message)
+            return result
+
+        probe._scan = scan  # type: ignore[method-assign]
+
+    def test_wait_state_does_not_miss_it(self) -> None:
+        probe = FlowProbe()
+        self.deliver_after_the_first_scan(probe, state_message({"n": 1}))
+        began = time.monotonic()
+        self.assertEqual(probe.wait_state({"n": 1}, timeout=5), {"n": 1})
+        self.assertLess(time.monotonic() - began, 2.5)  # at once, not when the timeout is up
+
+    @virtual_time
+    async def test_await_state_does_not_miss_it(self) -> None:
+        probe = FlowProbe()
+        self.deliver_after_the_first_scan(probe, state_message({"n": 1}))
+        self.assertEqual(await probe.await_state({"n": 1}, timeout=2), {"n": 1})
+
+    @virtual_time
+    async def test_await_end_does_not_miss_it(self) -> None:
+        done = state_message({"n": 2}, "done")
+
+        class LateProbe(FlowProbe):
+            looked = False
+
+            @property
+            def final(self) -> dict[str, Any] | None:
+                found = super().final
+                if not self.looked:
+                    self.looked = True
+                    from_another_thread(self, done, wait=0.1)
+                return found
+
+        probe = LateProbe()
+        self.assertEqual(await probe.await_end(timeout=2), done)
 
 
 class ProbeInsideTransactionTests(TestCase):
