@@ -56,10 +56,18 @@ class LocalBackend:
         return FlowHandle(runner.id, definition.key)
 
     def signal(self, flow_id: str, update: Any, args: tuple[Any, ...]) -> None:
-        call_on(_loop_of(flow_id), supervisor.signal, flow_id, update, args)
+        runner = supervisor.running(flow_id)
+        if runner.loop is running_loop():
+            runner.signal(update, args)
+        else:
+            call_on(_loop_of(flow_id), supervisor.signal, flow_id, update, args)
 
     async def asignal(self, flow_id: str, update: Any, args: tuple[Any, ...]) -> None:
-        await acall_on(_loop_of(flow_id), supervisor.signal, flow_id, update, args)
+        runner = supervisor.running(flow_id)
+        if runner.loop is running_loop():
+            runner.signal(update, args)
+        else:
+            await acall_on(_loop_of(flow_id), supervisor.signal, flow_id, update, args)
 
     def get_state(self, flow_id: str) -> State:
         # The runner replaces its state dict, never edits it, so any thread may copy it.

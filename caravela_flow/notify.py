@@ -26,7 +26,7 @@ import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from channels.layers import BaseChannelLayer, get_channel_layer
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 
 from .conf import get_settings
 from .groups import flow_group
@@ -61,6 +61,7 @@ class Publisher:
     def __init__(self, loop: asyncio.AbstractEventLoop, layer: BaseChannelLayer) -> None:
         self.loop = loop
         self.layer = layer
+        self._in_memory = isinstance(layer, InMemoryChannelLayer)
         self._queues: list[deque[tuple[tuple[str, ...], Message, bool]]] = [
             deque() for _ in range(SHARDS)
         ]
@@ -75,6 +76,13 @@ class Publisher:
 
     def send(self, groups: tuple[str, ...], message: Message, final: bool) -> None:
         """Queue ``message`` for ``groups`` (call on the publisher's loop)."""
+        if self._in_memory:
+            # An in-memory layer lives in this process: a group nobody joined
+            # has no one to tell, and a later subscriber starts from a snapshot.
+            joined = self.layer.groups
+            groups = tuple(g for g in groups if joined.get(g))
+            if not groups:
+                return
         flow_id = message["flow_id"]
         self._latest[flow_id] = message["version"]
         shard = hash(flow_id) % SHARDS

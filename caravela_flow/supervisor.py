@@ -238,5 +238,4 @@ class Supervisor:
             self._finish(runner, Status.FAILED, runner.abort_reason)
 
 
-
 supervisor = Supervisor()
