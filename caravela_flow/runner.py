@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .calls import call, exc_reason
 from .results import Error, Ok, Retry, Skip
-from .state import StateError, check_state, copy_state, wire_state
+from .state import StateError, check_state, copy_state, same_json, wire_state
 from .steps import (
     Debounce,
     Each,
@@ -97,17 +97,6 @@ class _TaskFailed(Exception):
 def _fire(future: asyncio.Future[bool], value: bool) -> None:
     if not future.done():
         future.set_result(value)
-
-
-def _same_json(a: Any, b: Any) -> bool:
-    """Whether two JSON-form values are the same JSON (``1``, ``1.0`` and ``True`` differ)."""
-    if type(a) is not type(b):
-        return False
-    if type(a) is dict:
-        return a.keys() == b.keys() and all(_same_json(v, b[k]) for k, v in a.items())
-    if type(a) is list:
-        return len(a) == len(b) and all(map(_same_json, a, b))
-    return bool(a == b)
 
 
 def _expect_state(value: Any, where: str) -> State:
@@ -217,9 +206,8 @@ class FlowRunner:
         # the state (Python's ``1 == True`` must not keep the old value); a
         # message goes out when its JSON form differs from the old one's.
         old, self.state = self.state, new
-        wire = wire_state(new)
-        if not _same_json(wire, wire_state(old)):
-            self.emit("state", state=wire)
+        if new != old or not same_json(new, old):
+            self.emit("state", state=wire_state(new))
 
     def signal(self, update: Any, args: tuple[Any, ...] = ()) -> None:
         """Apply ``update`` now, or queue it behind the step in flight.
@@ -245,8 +233,8 @@ class FlowRunner:
 
     def _apply(self, update: Any, args: tuple[Any, ...]) -> None:
         if isinstance(update, dict):
-            new = {**self.state, **update}
-            where = "signal"
+            # Both halves are already checked (callers check updates): merge only.
+            self._set_state({**self.state, **update})
         else:
             where = f"signal {describe_fn(update)}"
             try:
@@ -254,7 +242,7 @@ class FlowRunner:
             except Exception as exc:
                 logger.warning("flow %s: %s raised", self.id, where, exc_info=True)
                 raise Crash(exc_reason(exc), where) from exc
-        self._set_state(_expect_state(new, where))
+            self._set_state(_expect_state(new, where))
         wake = self._wake
         if wake is not None:
             _fire(wake, True)
