@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from asgiref.sync import SyncToAsync
@@ -101,3 +101,20 @@ async def acall_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., T], *args:
     if running_loop() is loop:
         return fn(*args)
     return await asyncio.wrap_future(submit(loop, fn, *args))
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], timeout: float) -> None:
+    """Cancel ``tasks`` and wait up to ``timeout`` seconds for them to end.
+
+    A task that survives its cancellation is cancelled again: on Python 3.11
+    ``asyncio.wait_for`` can swallow a cancellation, and redis-py uses it to
+    send commands when the connection has a ``socket_timeout``, so a channel
+    layer ``receive`` may carry on after one ``cancel()``.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pending = {task for task in tasks if not task.done()}
+    while pending and loop.time() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=min(0.1, deadline - loop.time()))

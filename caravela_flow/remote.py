@@ -41,7 +41,7 @@ from .errors import (
     NoWorkerAvailable,
 )
 from .handle import FlowHandle
-from .loops import background_loop, running_loop
+from .loops import background_loop, cancel_and_wait, running_loop
 from .state import wire_state
 from .supervisor import FlowInfo, Snapshot
 from .types import State
@@ -56,6 +56,8 @@ MAX_RETRY = 2.0
 #: A request is sent again only once its reply is this many times later than usual:
 #: under load, repeats would only add work to a worker that is slow, not gone.
 RETRY_FACTOR = 3.0
+#: Seconds :meth:`Client.close` waits for its tasks to end.
+CLOSE_SECONDS = 5.0
 
 
 class Client:
@@ -197,9 +199,7 @@ class Client:
     async def close(self) -> None:
         """Stop receiving and close the layer's connections (call on the client's loop)."""
         tasks = [t for t in (self._receiver, *self._tasks) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks, CLOSE_SECONDS)
         self._receiver = None
         if self.layer is not None and hasattr(self.layer, "close_pools"):
             await self.layer.close_pools()
