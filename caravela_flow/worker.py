@@ -23,6 +23,7 @@ from channels.worker import Worker
 
 from .conf import get_settings
 from .host import get_host
+from .loops import cancel_and_wait
 
 logger = logging.getLogger("caravela_flow.worker")
 
@@ -60,11 +61,11 @@ class FlowWorker(Worker):  # type: ignore[misc]
         listeners = [loop.create_task(self.listener(channel)) for channel in self.channels]
         waiter = loop.create_task(stopping.wait())
         await asyncio.wait([*listeners, waiter], return_when=asyncio.FIRST_COMPLETED)
+        # Stop reading first, so that start requests sent meanwhile are left to the
+        # other workers instead of being dropped by a host that no longer takes flows.
+        await cancel_and_wait([*listeners, waiter], get_settings().SHUTDOWN_TIMEOUT)
         if host is not None:
             await host.shutdown()
-        for task in [*listeners, waiter]:
-            task.cancel()
-        await asyncio.gather(*listeners, waiter, return_exceptions=True)
         logger.info("worker stopped")
 
     async def listener(self, channel: str) -> None:
