@@ -22,6 +22,7 @@ from .conf import get_settings
 from .errors import FlowArgumentError, FlowError, FlowNotFound
 from .groups import is_group_name
 from .handle import is_flow_id
+from .loops import cancel_and_wait
 from .notify import publisher
 from .state import StateError, check_state
 from .supervisor import supervisor
@@ -95,10 +96,7 @@ class WorkerHost:
         pub = publisher(loop)
         if pub is not None:
             await pub.flush(max(deadline - loop.time(), 0))
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=max(deadline - loop.time(), 0.1))
+        await cancel_and_wait(list(self._tasks), max(deadline - loop.time(), 1.0))
 
     async def _receive(self) -> None:
         backoff = 0.1
