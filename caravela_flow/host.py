@@ -151,6 +151,10 @@ class WorkerHost:
         request, reply = _text(message, "request"), _text(message, "reply")
         if not self.accepting or self.channel is None:
             return
+        if request in self.offers or request in self.answers:
+            # The same start delivered again (channels-redis may), maybe after its
+            # flow started here: a refusal now would fail the caller's start.
+            return
         expires = message.get("expires")
         if isinstance(expires, (int, float)) and expires < time.time():
             logger.info("worker host: ignored an expired start request")
@@ -168,8 +172,6 @@ class WorkerHost:
             refusal = {"type": "caravela.refuse", "request": request, **_failure(exc)}
             self._reply(reply, refusal, remember=False)
             return
-        if request in self.offers or request in self.answers:
-            return  # the same start delivered twice
         loop = asyncio.get_running_loop()
         timer = loop.call_later(get_settings().START_TIMEOUT * 2, self.offers.pop, request, None)
         self.offers[request] = ({**message, "definition": definition, "state": state}, timer)
