@@ -29,7 +29,10 @@ export function syncView(status, state, reason = null, connection = "open") {
   const attempts = state.attempts || 0;
   const maxAttempts = state.max_attempts || attempts;
   if (status === "failed") {
-    const detail = [reason, attempts ? `after ${plural(attempts, "attempt")}` : ""];
+    // The error event carries no state: the attempt count in `state` may be
+    // one behind. Out of retries means every attempt was made.
+    const made = reason === "retries exhausted" ? maxAttempts : attempts;
+    const detail = [reason, made ? `after ${plural(made, "attempt")}` : ""];
     if (state.last_error) detail.push(`last error: ${state.last_error}`);
     return { phase: "failed", label: "Sync failed", detail: detail.filter(Boolean).join(" · ") };
   }
