@@ -73,7 +73,9 @@ class BookSyncFlowTests(TransactionTestCase):
 
     def start(self) -> FlowProbe:
         probe = start_probe(BookSyncFlow, "sync_book", {"book_id": self.book.pk})
-        self.addCleanup(stop_quietly, probe.handle)
+        assert probe.handle is not None
+        self.handle: FlowHandle = probe.handle
+        self.addCleanup(stop_quietly, self.handle)
         return probe
 
     def dirty_values(self, probe: FlowProbe) -> list[Any]:
@@ -81,8 +83,7 @@ class BookSyncFlowTests(TransactionTestCase):
 
     def test_idle_until_marked_dirty(self) -> None:
         probe = self.start()
-        assert probe.handle is not None
-        state = get_state(probe.handle)
+        state = get_state(self.handle)
         self.assertEqual(state["dirty"], False)
         self.assertEqual(state["book_id"], self.book.pk)
         self.assertEqual(state["max_attempts"], SYNC_RETRIES + 1)
@@ -92,7 +93,7 @@ class BookSyncFlowTests(TransactionTestCase):
 
     def test_syncs_a_dirty_book(self) -> None:
         probe = self.start()
-        signal(probe.handle, {"dirty": True})
+        signal(self.handle, {"dirty": True})
         state = probe.wait_state({"syncs": 1})
         self.assertEqual(state["dirty"], False)
         self.assertEqual(state["attempts"], 1)
@@ -101,14 +102,14 @@ class BookSyncFlowTests(TransactionTestCase):
         self.book.refresh_from_db()
         self.assertIsNotNone(self.book.synced_at)
         self.assertEqual(self.book.sync_version, 1)
-        self.assertEqual(get_state(probe.handle)["synced_at"], self.book.synced_at)
+        self.assertEqual(get_state(self.handle)["synced_at"], self.book.synced_at)
         self.assertEqual(self.dirty_values(probe), [True, "processing", False])
         self.assertIsNone(probe.final, "the sync loop keeps running after a sync")
 
     def test_edits_during_the_debounce_make_one_sync(self) -> None:
         probe = self.start()
         for year in (1965, 1966, 1967):
-            signal(probe.handle, {"dirty": True, "year": year})
+            signal(self.handle, {"dirty": True, "year": year})
         state = probe.wait_state({"syncs": 1})
         self.assertEqual(state["year"], 1967)
         self.assertEqual(self.dirty_values(probe).count("processing"), 1)
@@ -118,11 +119,11 @@ class BookSyncFlowTests(TransactionTestCase):
     @override_settings(FAKE_API_FAILURE_RATE=1)
     def test_retries_then_fails_with_the_attempts_and_last_error(self) -> None:
         probe = self.start()
-        signal(probe.handle, {"dirty": True})
+        signal(self.handle, {"dirty": True})
         final = probe.wait_end(timeout=10)
         self.assertEqual(final["type"], "flow.error")
         self.assertEqual(final["reason"], "retries exhausted")
-        state = get_state(probe.handle)
+        state = get_state(self.handle)
         self.assertEqual(state["attempts"], SYNC_RETRIES + 1)
         self.assertIn(state["last_error"], fake_api.SYNC_ERRORS)
         self.assertEqual(state["dirty"], "processing")
@@ -133,7 +134,7 @@ class BookSyncFlowTests(TransactionTestCase):
         self.assertIsNone(self.book.synced_at)
         self.assertEqual(self.book.sync_version, 0)
         with self.assertRaises(FlowNotFound):
-            signal(probe.handle, {"dirty": True})
+            signal(self.handle, {"dirty": True})
 
     def test_a_failed_attempt_then_success_keeps_the_attempt_count(self) -> None:
         calls = iter([fake_api.FakeApiError("503 Service Unavailable"), None])
@@ -147,7 +148,7 @@ class BookSyncFlowTests(TransactionTestCase):
 
         probe = self.start()
         with mock.patch.object(fake_api, "sync_book", flaky):
-            signal(probe.handle, {"dirty": True})
+            signal(self.handle, {"dirty": True})
             state = probe.wait_state({"syncs": 1})
         self.assertEqual(state["attempts"], 2)
         self.assertIsNone(state["last_error"])
@@ -160,12 +161,12 @@ class BookSyncFlowTests(TransactionTestCase):
         gated = GatedSync(fake_api.sync_book)
         probe = self.start()
         with mock.patch.object(fake_api, "sync_book", gated):
-            signal(probe.handle, {"dirty": True})
+            signal(self.handle, {"dirty": True})
             self.assertTrue(gated.entered.acquire(timeout=5), "the first sync never started")
             # The edit lands while the API call is in flight: it is queued ...
             Book.objects.filter(pk=self.book.pk).update(title="Dune Messiah")
-            signal(probe.handle, {"dirty": True})
-            self.assertEqual(get_state(probe.handle)["dirty"], "processing")
+            signal(self.handle, {"dirty": True})
+            self.assertEqual(get_state(self.handle)["dirty"], "processing")
             gated.gate.set()
             # ... applied after the first sync's Ok, and synced again.
             state = probe.wait_state({"syncs": 2})
@@ -184,7 +185,7 @@ class BookSyncFlowTests(TransactionTestCase):
         probe = self.start()
         self.book.delete()
         with override_settings(FAKE_API_LATENCY_MS=0):
-            signal(probe.handle, {"dirty": True})
+            signal(self.handle, {"dirty": True})
             final = probe.wait_end(timeout=10)
         self.assertEqual(final["type"], "flow.error")
         self.assertIn("no longer exists", final["reason"])

@@ -79,6 +79,7 @@ class BookSyncViewTests(DemoViewTestCase):
             book = self.create_book()
             [probe] = starts.probes
             state = probe.wait_state({"syncs": 1})
+        assert probe.handle is not None
         self.assertEqual(sync.known_books(), {book.pk: probe.handle})
         self.assertEqual(state["book_id"], book.pk)
         self.assertEqual(probe.handle.flow, BookSyncFlow.sync_book.key)

@@ -28,7 +28,7 @@ from demo_site.library.models import Book
 try:
     from playwright.sync_api import Page, expect, sync_playwright
 except ImportError:  # pragma: no cover - playwright is in requirements.txt
-    sync_playwright = None
+    sync_playwright = None  # type: ignore[assignment]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -97,7 +97,7 @@ def ordered_suffix(values: list[str], sequence: list[str]) -> bool:
 @override_settings(
     FAKE_API_LATENCY_MS=LATENCY_MS, FAKE_API_FAILURE_RATE=0, FAKE_API_IMPORT_FAILURE_RATE=0
 )
-class DemoInBrowserTests(ChannelsLiveServerTestCase):
+class DemoInBrowserTests(ChannelsLiveServerTestCase):  # type: ignore[misc]
     ProtocolServerProcess = FreshDaphneProcess
     serve_static = True
 
@@ -144,7 +144,7 @@ class DemoInBrowserTests(ChannelsLiveServerTestCase):
         return page
 
     def url(self, name: str, *args: Any) -> str:
-        return self.live_server_url + reverse(name, args=args)
+        return f"{self.live_server_url}{reverse(name, args=args)}"
 
     def test_book_sync_status_is_live(self) -> None:
         page = self.page

@@ -72,7 +72,7 @@ def push_book(state: dict[str, Any]) -> Ok | Retry | Error:
     if fields is None:
         return Error(f"book {book_id} no longer exists")
     try:
-        receipt = fake_api.sync_book(book_id, fields)
+        receipt = fake_api.sync_book(book_id, dict(fields))
     except fake_api.FakeApiError as exc:
         logger.info("book %s: sync attempt %s failed: %s", book_id, attempt, exc)
         return Retry({**state, "attempts": attempt, "last_error": str(exc)})

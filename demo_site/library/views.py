@@ -27,11 +27,9 @@ from .models import Book
 class SyncOnSaveMixin:
     """After a book is saved (and committed), mark it dirty for its sync flow."""
 
-    object: Book
-
     def form_valid(self, form: BaseModelForm) -> HttpResponse:
         response: HttpResponse = super().form_valid(form)  # type: ignore[misc]
-        book_id = self.object.pk
+        book_id = form.instance.pk
         transaction.on_commit(lambda: sync.mark_dirty(book_id))
         return response
 
