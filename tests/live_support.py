@@ -1,32 +1,33 @@
-"""A ``ChannelsLiveServerTestCase`` whose daphne child starts with fresh thread pools.
+"""Live-server tests: a daphne child process that starts with a working asgiref.
 
-The live server is a *forked* child of the test process. Thread pools that
-the parent already used are copied without their threads, so in the child
-they accept work and never run it: asgiref's ``SyncToAsync`` single-thread
-executor (behind ``database_sync_to_async``, e.g. ``AuthMiddlewareStack``
-looking up the session's user) would hang every WebSocket handshake after an
-earlier test made an ORM call from async code.
+``ChannelsLiveServerTestCase`` *forks* its daphne server from the test
+process. Thread pools the parent already used are copied without their
+threads, so in the child they take work and never run it. asgiref's
+``SyncToAsync`` single-thread executor is one: it runs
+``database_sync_to_async`` calls, such as ``AuthMiddlewareStack`` looking up
+the session's user, and every WebSocket handshake of the live server hung
+once an earlier test had used it. Importing this module gives every forked
+child a fresh one (caravela_flow renews its own pools itself).
 """
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import SyncToAsync
 from channels.testing import ChannelsLiveServerTestCase
-from daphne.testing import DaphneProcess
 
 
-class FreshDaphneProcess(DaphneProcess):  # type: ignore[misc]
-    """Daphne in a child process, with asgiref's executor replaced before serving."""
+def _fresh_asgiref_executor() -> None:
+    SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
 
-    def run(self) -> None:
-        SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
-        super().run()
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_asgiref_executor)
 
 
 class LiveServerTestCase(ChannelsLiveServerTestCase):  # type: ignore[misc]
-    """``ChannelsLiveServerTestCase`` that survives earlier async ORM use in the parent."""
+    """``ChannelsLiveServerTestCase`` whose server process has working thread pools."""
 
-    ProtocolServerProcess = FreshDaphneProcess
     serve_static = False
