@@ -22,7 +22,17 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
-from caravela_flow import Flows, asignal, astop, flow, run, set_state, subscription_url, wait_until
+from caravela_flow import (
+    FlowHandle,
+    Flows,
+    asignal,
+    astop,
+    flow,
+    run,
+    set_state,
+    subscription_url,
+    wait_until,
+)
 from caravela_flow.api import backend
 from caravela_flow.consumers import FlowConsumer
 from caravela_flow.groups import flow_group
@@ -91,7 +101,7 @@ async def close_code(comm: WebsocketCommunicator) -> int:
 
 async def frames_until_close(comm: WebsocketCommunicator) -> tuple[list[dict], int]:
     """Every JSON frame up to the server's close, and the close code."""
-    frames = []
+    frames: list[dict] = []
     while True:
         message = await comm.receive_output(timeout=TIMEOUT)
         if message["type"] == "websocket.close":
@@ -99,14 +109,17 @@ async def frames_until_close(comm: WebsocketCommunicator) -> tuple[list[dict], i
         frames.append(json.loads(message["text"]))
 
 
-def path_of(probe: FlowProbe, user: Any = None) -> str:
+def handle_of(probe: FlowProbe) -> FlowHandle:
     assert probe.handle is not None
-    return subscription_url(probe.handle, user)
+    return probe.handle
+
+
+def path_of(probe: FlowProbe, user: Any = None) -> str:
+    return subscription_url(handle_of(probe), user)
 
 
 def flow_id(probe: FlowProbe) -> str:
-    assert probe.handle is not None
-    return probe.handle.id
+    return handle_of(probe).id
 
 
 async def published(probe: FlowProbe) -> None:
@@ -164,7 +177,7 @@ async def test_bad_token_is_refused_with_4403(kind: str) -> None:
     async with subscribed(REFUSALS[kind](flow_id(probe))) as comm:
         assert await close_code(comm) == 4403
         # A refused socket joined nothing: later changes do not reach it.
-        await asignal(probe.handle, {"n": 1})
+        await asignal(handle_of(probe), {"n": 1})
         await published(probe)
         assert await comm.receive_nothing(QUIET)
 
@@ -208,21 +221,21 @@ async def test_snapshot_first_then_every_change_then_done() -> None:
             "status": "running",
             "state": START,
         }
-        await asignal(probe.handle, {"n": 1})
+        await asignal(handle_of(probe), {"n": 1})
         assert await comm.receive_json_from(TIMEOUT) == {
             "event": "state",
             "flow_id": fid,
             "version": 1,
             "state": {**START, "n": 1},
         }
-        await asignal(probe.handle, {"n": 2})
+        await asignal(handle_of(probe), {"n": 2})
         assert await comm.receive_json_from(TIMEOUT) == {
             "event": "state",
             "flow_id": fid,
             "version": 2,
             "state": {**START, "n": 2},
         }
-        await asignal(probe.handle, {"go": True})
+        await asignal(handle_of(probe), {"go": True})
         frames, code = await frames_until_close(comm)
     final = await probe.await_end(TIMEOUT)
     assert code == 1000
@@ -244,7 +257,7 @@ async def test_failed_flow_sends_error_with_reason_and_closes() -> None:
     fid = flow_id(probe)
     async with subscribed(path_of(probe)) as comm:
         assert (await comm.receive_json_from(TIMEOUT))["event"] == "snapshot"
-        await asignal(probe.handle, {"go": True})
+        await asignal(handle_of(probe), {"go": True})
         frames, code = await frames_until_close(comm)
     final = await probe.await_end(TIMEOUT)
     assert code == 1000
@@ -262,7 +275,7 @@ async def test_stopped_flow_sends_stopped_and_closes() -> None:
     fid = flow_id(probe)
     async with subscribed(path_of(probe)) as comm:
         assert (await comm.receive_json_from(TIMEOUT))["state"]["n"] == 7
-        await astop(probe.handle)
+        await astop(handle_of(probe))
         frames, code = await frames_until_close(comm)
     assert code == 1000
     assert frames == [
@@ -296,7 +309,7 @@ async def test_late_subscriber_to_a_finished_flow_gets_a_final_snapshot(
 
 async def test_late_subscriber_to_a_stopped_flow() -> None:
     probe = await astart_probe(SocketFlows, "gated")
-    await astop(probe.handle)
+    await astop(handle_of(probe))
     async with subscribed(path_of(probe)) as comm:
         snapshot = await comm.receive_json_from(TIMEOUT)
         assert await close_code(comm) == 1000
@@ -311,7 +324,7 @@ async def test_stale_and_foreign_messages_are_not_forwarded() -> None:
     group = flow_group(fid)
     async with subscribed(path_of(probe)) as comm:
         assert (await comm.receive_json_from(TIMEOUT))["version"] == 0
-        await asignal(probe.handle, {"n": 1})
+        await asignal(handle_of(probe), {"n": 1})
         assert (await comm.receive_json_from(TIMEOUT))["version"] == 1
         stale = [
             {"type": "flow.state", "flow_id": fid, "version": 1, "state": {"n": "again"}},
@@ -323,7 +336,7 @@ async def test_stale_and_foreign_messages_are_not_forwarded() -> None:
             await layer.group_send(group, message)
         assert await comm.receive_nothing(QUIET), "stale or foreign messages were forwarded"
         # Still subscribed: the next real change arrives.
-        await asignal(probe.handle, {"n": 2})
+        await asignal(handle_of(probe), {"n": 2})
         frame = await comm.receive_json_from(TIMEOUT)
         assert (frame["event"], frame["version"], frame["state"]["n"]) == ("state", 2, 2)
 
@@ -333,8 +346,8 @@ async def test_bursts_and_echoes_reach_the_browser_once_in_order() -> None:
     async with subscribed(path_of(probe)) as comm:
         assert (await comm.receive_json_from(TIMEOUT))["version"] == 0
         for n in range(1, 21):
-            await asignal(probe.handle, {"n": n})
-        frames = []
+            await asignal(handle_of(probe), {"n": n})
+        frames: list[dict] = []
         while not frames or frames[-1]["state"]["n"] != 20:
             frames.append(await comm.receive_json_from(TIMEOUT))
         await published(probe)  # the publisher's echoes of the burst are sent by now
@@ -355,7 +368,7 @@ async def test_change_racing_the_subscription_is_never_missed(
     async def racing_snapshot(flow_id: str) -> Any:
         if when == "after the snapshot":
             snapshot = await take_snapshot(flow_id)
-        await asignal(probe.handle, {"n": 1})
+        await asignal(handle_of(probe), {"n": 1})
         await published(probe)  # the change is in the group before the snapshot is sent
         if when == "before the snapshot":
             snapshot = await take_snapshot(flow_id)
@@ -378,7 +391,7 @@ async def test_signal_right_after_connect_is_seen() -> None:
     probe = await astart_probe(SocketFlows, "gated")
     comm = communicator(path_of(probe))
     await comm.send_input({"type": "websocket.connect"})
-    await asignal(probe.handle, {"n": 1})
+    await asignal(handle_of(probe), {"n": 1})
     assert (await comm.receive_output(TIMEOUT))["type"] == "websocket.accept"
     seen = await comm.receive_json_from(TIMEOUT)
     if seen["state"]["n"] != 1:
@@ -396,7 +409,7 @@ async def test_frames_from_the_browser_are_ignored() -> None:
         await comm.send_to(bytes_data=b"\x00\x01")
         assert await comm.receive_nothing(QUIET)
         assert supervisor.state(flow_id(probe)) == START
-        await asignal(probe.handle, {"n": 1})
+        await asignal(handle_of(probe), {"n": 1})
         assert (await comm.receive_json_from(TIMEOUT))["state"]["n"] == 1
 
 
@@ -473,7 +486,7 @@ async def test_group_membership_is_renewed_and_renewal_stops_on_disconnect(
             assert len(set(adds)) == 1, "renewals re-add the same channel"
             # A failed renewal is logged and does not end the subscription.
             assert "could not renew the group membership" in caplog_flow.text
-            await asignal(probe.handle, {"n": 1})
+            await asignal(handle_of(probe), {"n": 1})
             assert (await comm.receive_json_from(TIMEOUT))["state"]["n"] == 1
         name = f"caravela-flow subscription {flow_id(probe)}"
         tasks = [t for t in asyncio.all_tasks() if t.get_name() == name]
@@ -497,7 +510,7 @@ async def test_failed_send_is_logged_and_closes_with_1011(
     probe = await astart_probe(SocketFlows, "gated")
     async with subscribed(path_of(probe)) as comm:
         assert (await comm.receive_json_from(TIMEOUT))["event"] == "snapshot"
-        await asignal(probe.handle, {"n": 1})
+        await asignal(handle_of(probe), {"n": 1})
         assert await close_code(comm) == 1011
     assert "could not send a state event" in caplog_flow.text
     assert "RuntimeError: socket broke" in caplog_flow.text

@@ -18,6 +18,7 @@ from django.contrib.auth.models import User
 from django.test import override_settings
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
 
 from caravela_flow.tokens import URL_PREFIX
 
@@ -47,14 +48,15 @@ class LiveLocalModeTests(LiveServerTestCase):
     def socket(self, path: str, cookie: str = "") -> connect:
         return connect(
             self.live_server_ws_url + path,
-            origin=self.live_server_url,  # type: ignore[arg-type]
+            origin=Origin(self.live_server_url),
             additional_headers={"Cookie": cookie} if cookie else None,
             proxy=None,
             open_timeout=TIMEOUT,
         )
 
     async def recv_json(self, ws: ClientConnection) -> dict:
-        return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        frame: dict = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        return frame
 
     async def frames_until_closed(self, ws: ClientConnection) -> tuple[list[dict], int | None]:
         """Every frame until the server closes, and its close code."""

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from django.contrib.auth.models import AnonymousUser, User
+from django.http import HttpRequest
 from django.template import Context, Template, TemplateSyntaxError
 from django.test import RequestFactory
 
@@ -25,9 +26,9 @@ def token_of(url: str) -> str:
     return url[len(URL_PREFIX) : -1]
 
 
-def request_for(user: object) -> object:
+def request_for(user: User | AnonymousUser) -> HttpRequest:
     request = RequestFactory().get("/books/")
-    request.user = user  # type: ignore[attr-defined]
+    request.user = user
     return request
 
 
