@@ -37,6 +37,7 @@ from .errors import (
     FlowArgumentError,
     FlowError,
     FlowNotFound,
+    FlowTimeout,
     FlowUnreachable,
     NoWorkerAvailable,
 )
@@ -56,6 +57,8 @@ MAX_RETRY = 2.0
 #: A request is sent again only once its reply is this many times later than usual:
 #: under load, repeats would only add work to a worker that is slow, not gone.
 RETRY_FACTOR = 3.0
+#: A channel's capacity when the layer does not say (channels-redis's default).
+DEFAULT_CAPACITY = 100
 #: Seconds :meth:`Client.close` waits for its tasks to end.
 CLOSE_SECONDS = 5.0
 
@@ -72,6 +75,9 @@ class Client:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Smoothed seconds from sending a request to its reply.
         self.latency = 0.0
+        #: Starts and requests under way (at most half the layer's channel capacity).
+        self.in_flight = 0
+        self._slots: asyncio.Semaphore | None = None
 
     async def _connect(self) -> None:
         if self.channel is not None:
@@ -82,6 +88,8 @@ class Client:
             if self.channel is None:
                 alias = get_settings().CHANNEL_LAYER
                 self.layer = channel_layers.make_backend(alias)
+                capacity = getattr(self.layer, "capacity", DEFAULT_CAPACITY)
+                self._slots = asyncio.Semaphore(max(1, int(capacity) // 2))
                 self.channel = await self.layer.new_channel()
                 self._receiver = asyncio.get_running_loop().create_task(self._receive())
 
@@ -116,6 +124,23 @@ class Client:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
 
+    async def _take_slot(self, deadline: float) -> bool:
+        # A full channel makes group_send skip it silently: keep this process's
+        # requests (and so their replies) below the channels' capacity.
+        assert self._slots is not None
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._slots.acquire()
+        except TimeoutError:
+            return False
+        self.in_flight += 1
+        return True
+
+    def _release_slot(self) -> None:
+        assert self._slots is not None
+        self.in_flight -= 1
+        self._slots.release()
+
     async def _next(self, queue: asyncio.Queue[dict[str, Any]], seconds: float) -> dict[str, Any]:
         async with asyncio.timeout(max(seconds, 0)):
             return await queue.get()
@@ -125,10 +150,23 @@ class Client:
     async def start(self, key: str, state: State, notify: str | None) -> str:
         """Have one worker host a new flow; returns its id."""
         await self._connect()
+        timeout = get_settings().START_TIMEOUT
+        deadline = asyncio.get_running_loop().time() + timeout
+        if not await self._take_slot(deadline):
+            raise NoWorkerAvailable(
+                f"flow {key}: start not sent within {timeout:g} s: this process "
+                f"already had {self.in_flight} requests in flight"
+            )
+        try:
+            return await self._start(key, state, notify, deadline, timeout)
+        finally:
+            self._release_slot()
+
+    async def _start(
+        self, key: str, state: State, notify: str | None, deadline: float, timeout: float
+    ) -> str:
         conf = get_settings()
         loop = asyncio.get_running_loop()
-        timeout = conf.START_TIMEOUT
-        deadline = loop.time() + timeout
         flow_id, request = uuid.uuid4().hex, uuid.uuid4().hex
         queue = self._waiters[request] = asyncio.Queue()
         accepted: str | None = None
@@ -217,6 +255,20 @@ class Client:
         loop = asyncio.get_running_loop()
         timeout = get_settings().REQUEST_TIMEOUT
         deadline = loop.time() + timeout
+        if not await self._take_slot(deadline):
+            raise FlowTimeout(
+                f"flow {flow_id}: {kind} not sent within {timeout:g} s: this process "
+                f"already had {self.in_flight} requests in flight"
+            )
+        try:
+            return await self._request(flow_id, kind, fields, deadline, timeout)
+        finally:
+            self._release_slot()
+
+    async def _request(
+        self, flow_id: str, kind: str, fields: dict[str, Any], deadline: float, timeout: float
+    ) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
         request = uuid.uuid4().hex
         message = {
             "type": f"caravela.{kind}",
