@@ -84,7 +84,10 @@ class Publisher:
             if not groups:
                 return
         flow_id = message["flow_id"]
-        self._latest[flow_id] = message["version"]
+        if "state" in message:
+            # Only a message that carries a state supersedes a queued state:
+            # a flow.error after it must not cost subscribers the last state.
+            self._latest[flow_id] = message["version"]
         shard = hash(flow_id) % SHARDS
         self._queues[shard].append((groups, message, final))
         if self._drainers[shard] is None:
@@ -98,7 +101,7 @@ class Publisher:
                 flow_id, version = message["flow_id"], message["version"]
                 latest = self._latest.get(flow_id, version)
                 if latest == version:
-                    del self._latest[flow_id]
+                    self._latest.pop(flow_id, None)
                 elif not final:
                     self.coalesced += 1
                     self._bursty.add(flow_id)
