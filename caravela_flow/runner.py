@@ -108,6 +108,18 @@ def _expect_state(value: Any, where: str) -> State:
         raise Crash(str(exc), where) from None
 
 
+def _work_state(value: Any, where: str) -> State:
+    """What ``run``/``each`` work or tasks handed back as the state.
+
+    A bad one fails the flow at once: it is not a crash, since a restart would
+    only run the same work again.
+    """
+    try:
+        return _expect_state(value, where)
+    except Crash as bad:
+        raise Failure(bad.reason) from None
+
+
 class FlowRunner:
     """One flow: its definition, current state and message version."""
 
@@ -383,10 +395,10 @@ class FlowRunner:
             if result is None:
                 return
             if isinstance(result, Ok):
-                self._set_state(_expect_state(result.state, f"{name} Ok(...)"))
+                self._set_state(_work_state(result.state, f"{name} Ok(...)"))
                 return
             if isinstance(result, Retry):
-                self._set_state(_expect_state(result.state, f"{name} Retry(...)"))
+                self._set_state(_work_state(result.state, f"{name} Retry(...)"))
                 reason = "retries exhausted"
                 continue
             if isinstance(result, Error):
@@ -446,7 +458,7 @@ class FlowRunner:
                 raise Failure(_first_reason(failed)) from None
             results = [child.result() for child in children]
         where = step.describe()
-        self._set_state(_expect_state({**self.state, step.collect_as: results}, where))
+        self._set_state(_work_state({**self.state, step.collect_as: results}, where))
 
     async def _race_step(self, step: Race) -> None:
         await self._busy_step(step, self._race)
@@ -469,7 +481,7 @@ class FlowRunner:
                         if error is None:
                             result = child.result()
                             state = {**self.state, step.collect_as: result}
-                            self._set_state(_expect_state(state, name))
+                            self._set_state(_work_state(state, name))
                             return
                         reason = getattr(error, "reason", exc_reason(error))
         except TimeoutError:
@@ -499,7 +511,7 @@ class FlowRunner:
             if result is None or isinstance(result, Skip):
                 continue
             if isinstance(result, Ok):
-                self._set_state(_expect_state(result.state, f"{name} Ok(...)"))
+                self._set_state(_work_state(result.state, f"{name} Ok(...)"))
             elif isinstance(result, Error):
                 raise Failure(str(result.reason))
             else:
