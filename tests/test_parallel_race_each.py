@@ -258,6 +258,26 @@ async def test_parallel_within_its_timeout_succeeds():
     assert (await probe.await_end())["state"] == {"r": ["a", "b"]}
 
 
+@virtual
+async def test_parallel_result_that_cannot_travel_fails_the_flow_without_a_restart():
+    runs = 0
+
+    async def fetch() -> object:
+        nonlocal runs
+        runs += 1
+        return object()
+
+    class F(Flows):
+        f = flow(parallel([fetch], collect_as="r"))
+
+    probe = await astart_clocked(F, "f")
+    end = await probe.await_end()
+    assert end["type"] == "flow.error"
+    assert "value['r'][0] is a builtins.object" in end["reason"]
+    assert runs == 1
+    assert probe.kinds == ["flow.error"]
+
+
 # -- race ---------------------------------------------------------------------
 
 
@@ -321,6 +341,26 @@ async def test_race_fails_when_every_task_fails():
     assert "all 2 tasks failed" in end["reason"]
     assert end["reason"].endswith("RuntimeError: b broke")
     assert probe.end_time() - start == pytest.approx(0.2, abs=TICK)
+    assert probe.kinds == ["flow.error"]
+
+
+@virtual
+async def test_race_winner_that_cannot_travel_fails_the_flow_without_a_restart():
+    runs = 0
+
+    async def fetch() -> object:
+        nonlocal runs
+        runs += 1
+        return {1, 2}
+
+    class F(Flows):
+        f = flow(race([fetch], collect_as="answer"))
+
+    probe = await astart_clocked(F, "f")
+    end = await probe.await_end()
+    assert end["type"] == "flow.error"
+    assert "value['answer'] is a builtins.set" in end["reason"]
+    assert runs == 1
     assert probe.kinds == ["flow.error"]
 
 
@@ -502,6 +542,25 @@ async def test_each_unexpected_return_value_fails_naming_it():
     end = await probe.await_end()
     assert end["type"] == "flow.error"
     assert "{'not': 'wrapped'}" in end["reason"]
+
+
+@virtual
+async def test_each_ok_with_a_bad_state_fails_the_flow_without_a_restart():
+    seen: list[int] = []
+
+    async def create(item: int, state: dict) -> Ok:
+        seen.append(item)
+        return Ok(item)
+
+    class F(Flows):
+        f = flow(each("rows", create))
+
+    probe = await astart_clocked(F, "f", {"rows": [1, 2]})
+    end = await probe.await_end()
+    assert end["type"] == "flow.error"
+    assert "each('rows') Ok(...) returned 1, not a dict" in end["reason"]
+    assert seen == [1]
+    assert probe.kinds == ["flow.error"]
 
 
 async def test_each_with_a_sync_function_runs_it_in_a_thread():

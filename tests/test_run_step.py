@@ -235,6 +235,38 @@ async def test_any_other_return_value_fails_at_once_naming_it(value):
     assert probe.kinds == ["flow.error"]
 
 
+@virtual
+@pytest.mark.parametrize(
+    ("result", "reason"),
+    [
+        (Ok(5), "Ok(...) returned 5, not a dict"),
+        (Retry(None), "Retry(...) returned None, not a dict"),
+        (Ok({"book": object()}), "value['book'] is a builtins.object"),
+    ],
+    ids=["Ok of a non-dict", "Retry of a non-dict", "Ok of a state that cannot travel"],
+)
+async def test_a_bad_state_in_ok_or_retry_fails_at_once_without_running_again(result, reason):
+    calls = 0
+
+    async def sync(state: dict) -> object:
+        nonlocal calls
+        calls += 1
+        return result
+
+    class F(Flows):
+        f = flow(run(sync, retries=3, base_delay=10), initial_state={"a": 1})
+
+    probe = await astart_clocked(F, "f")
+    end = await probe.await_end()
+    assert end["type"] == "flow.error"
+    assert f"run({sync.__qualname__})" in end["reason"]
+    assert reason in end["reason"]
+    # Neither retried nor restarted: the work is not done again.
+    assert calls == 1
+    assert probe.kinds == ["flow.error"]
+    assert await aget_state(probe.handle) == {"a": 1}
+
+
 # -- backoff ---------------------------------------------------------------
 
 
