@@ -69,6 +69,8 @@ class Publisher:
         self._latest: dict[str, int] = {}
         self._echoes: dict[str, tuple[str, Message, int]] = {}
         self._bursty: set[str] = set()
+        #: Loop time of each running flow's last message sent.
+        self._last_sent: dict[str, float] = {}
         self._echoer: asyncio.Task[None] | None = None
         self.sent = 0
         self.coalesced = 0
@@ -106,7 +108,18 @@ class Publisher:
                     self.coalesced += 1
                     self._bursty.add(flow_id)
                     continue
-                bursty = bool(queue) or flow_id in self._echoes or flow_id in self._bursty
+                # A message hard on the heels of the previous one is a burst too, even
+                # without a backlog here: a slow subscriber may have been skipped.
+                now = self.loop.time()
+                previous = self._last_sent.pop(flow_id, None)
+                if not final:
+                    self._last_sent[flow_id] = now
+                bursty = (
+                    bool(queue)
+                    or flow_id in self._echoes
+                    or flow_id in self._bursty
+                    or (previous is not None and now - previous < ECHO_SECONDS)
+                )
                 self._bursty.discard(flow_id)
                 echoes = FINAL_ECHOES if final else int(bursty)
                 for group in groups:
