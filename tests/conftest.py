@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+
+from tests.worker_support import (
+    REDIS_SERVER,
+    RedisServer,
+    WorkerPool,
+    live_children,
+    unique_prefix,
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,3 +37,55 @@ def _fresh_channel_layer() -> Iterator[None]:
     layer = get_channel_layer()
     if layer is not None and hasattr(layer, "flush"):
         async_to_sync(layer.flush)()
+
+
+# -- worker mode: a private redis-server and runworker processes --------------
+
+
+@pytest.fixture(scope="session")
+def worker_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the logs of redis-server, runworker and daphne children go."""
+    return tmp_path_factory.mktemp("worker-logs")
+
+
+@pytest.fixture(scope="session")
+def redis_server(worker_logs: Path) -> Iterator[RedisServer]:
+    """A private redis-server for the whole run (no persistence), stopped at the end."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (`make deps-system` installs it)")
+    server = RedisServer(worker_logs)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def make_pool(
+    redis_server: RedisServer, worker_logs: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[[], WorkerPool]]:
+    """Make worker pools under a prefix of this test's own; all are stopped at teardown."""
+    pools: list[WorkerPool] = []
+
+    def make() -> WorkerPool:
+        pool = WorkerPool(redis_server.url, unique_prefix(request.node.name), worker_logs)
+        pools.append(pool)
+        return pool
+
+    try:
+        yield make
+    finally:
+        for pool in pools:
+            pool.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """When a test fails, show the end of the log of every child process still running."""
+    report = yield
+    if report.failed:
+        for child in live_children():
+            report.sections.append((f"{child.name} log ({child.log})", child.tail(60)))
+    return report

@@ -1,0 +1,1 @@
+"""A tiny installed app whose ``flows`` module holds the flows of the worker-mode tests."""

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class FlowAppConfig(AppConfig):
+    name = "tests.flowapp"
+    label = "caravela_test_flowapp"
