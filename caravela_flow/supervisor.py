@@ -176,11 +176,10 @@ class Supervisor:
                         return
                     except asyncio.CancelledError:
                         crash = runner.take_crash()
-                        if crash is None:
-                            raise
                         task = asyncio.current_task()
-                        if task is not None:
-                            task.uncancel()
+                        # A stop that came with the crash's cancellation wins.
+                        if crash is None or task is None or task.uncancel() > 0:
+                            raise
                     else:
                         self._finish(runner, Status.DONE)
                         return
