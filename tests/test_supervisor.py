@@ -230,6 +230,58 @@ async def test_signals_queued_at_a_crash_are_dropped():
     assert (await probe.await_end())["state"] == {"v": 0, "worked": 2, "done": True}
 
 
+@pytest.mark.parametrize("order", ["crash then stop", "stop then crash"])
+async def test_a_stop_that_comes_with_a_crashing_signal_stops_the_flow(order):
+    def explode(state: dict) -> dict:
+        raise ValueError("bad signal")
+
+    waiting = asyncio.Event()
+
+    def done(state: dict) -> bool:
+        waiting.set()
+        return bool(state.get("done"))
+
+    class F(Flows):
+        f = flow(wait_until(done), initial_state={"v": 0})
+
+    probe = await astart_clocked(F, "f")
+    await waiting.wait()
+    await asignal(probe.handle, {"v": 1})
+    # Both land before the runner wakes up: the stop must not be lost to the restart.
+    if order == "crash then stop":
+        await asignal(probe.handle, explode)
+        await astop(probe.handle)
+    else:
+        stop(probe.handle)  # on the flow's own loop: cancels and returns at once
+        await asignal(probe.handle, explode)
+    end = await probe.await_end()
+    assert end["type"] == "flow.stopped"
+    await asyncio.sleep(10)
+    assert probe.kinds[-1] == "flow.stopped"
+    assert supervisor.get(probe.handle.id).status is Status.STOPPED
+
+
+async def test_a_flow_stopped_before_its_first_step_ends_stopped():
+    ran = False
+
+    def first(state: dict) -> dict:
+        nonlocal ran
+        ran = True
+        return {**state, "ran": True}
+
+    class F(Flows):
+        f = flow(set_state(first))
+
+    probe = await astart_clocked(F, "f", {"a": 1})
+    await astop(probe.handle)  # the runner's task has not run yet
+    assert probe.messages == [
+        {"type": "flow.stopped", "flow_id": probe.handle.id, "version": 1, "state": {"a": 1}}
+    ]
+    await asyncio.sleep(1)
+    assert not ran
+    assert await aget_state(probe.handle) == {"a": 1}
+
+
 # -- the restart budget -----------------------------------------------------
 
 
