@@ -279,7 +279,8 @@ class Client:
         }
         group = control_group(flow_id)
         queue = self._waiters[request] = asyncio.Queue()
-        wait = max(FIRST_RETRY, RETRY_FACTOR * self.latency)
+        # Late for the usual round trip, but with time left for at least one repeat.
+        wait = max(FIRST_RETRY, min(RETRY_FACTOR * self.latency, timeout / 2))
         sent = loop.time()
         try:
             while True:
