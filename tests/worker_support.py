@@ -410,7 +410,11 @@ class Daphne(Process):
         args.append("demo_site.asgi:application")
         log = log_dir / f"{prefix}-daphne.log"
         super().__init__("daphne", args, worker_env(redis_url, prefix), log)
-        self.wait_for(r"Listening on TCP address", STARTUP_SECONDS)
+        try:
+            self.wait_for(r"Listening on TCP address", STARTUP_SECONDS)
+        except BaseException:
+            self.kill()
+            raise
 
     @property
     def origin(self) -> str:
