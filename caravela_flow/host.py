@@ -24,6 +24,7 @@ from .groups import is_group_name
 from .handle import is_flow_id
 from .loops import cancel_and_wait
 from .notify import publisher
+from .receiving import messages
 from .state import StateError, check_state
 from .supervisor import supervisor
 
@@ -99,18 +100,8 @@ class WorkerHost:
         await cancel_and_wait(list(self._tasks), max(deadline - loop.time(), 1.0))
 
     async def _receive(self) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                message = await self.layer.receive(self.channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning("worker host: receive failed; retrying", exc_info=True)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.1
+        assert self.channel is not None
+        async for message in messages(self.layer, self.channel, "worker host"):
             self.handle(message)
 
     async def _maintain(self) -> None:

@@ -43,6 +43,7 @@ from .errors import (
 )
 from .handle import FlowHandle
 from .loops import background_loop, cancel_and_wait, running_loop
+from .receiving import messages
 from .state import wire_state
 from .supervisor import FlowInfo, Snapshot
 from .types import State
@@ -95,18 +96,7 @@ class Client:
 
     async def _receive(self) -> None:
         assert self.channel is not None
-        backoff = 0.1
-        while True:
-            try:
-                message = await self.layer.receive(self.channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning("caravela_flow client: receive failed; retrying", exc_info=True)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.1
+        async for message in messages(self.layer, self.channel, "caravela_flow client"):
             queue = self._waiters.get(message.get("request", ""))
             if queue is not None:
                 queue.put_nowait(message)

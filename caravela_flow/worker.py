@@ -24,6 +24,7 @@ from channels.worker import Worker
 from .conf import get_settings
 from .host import get_host
 from .loops import cancel_and_wait
+from .receiving import messages
 
 logger = logging.getLogger("caravela_flow.worker")
 
@@ -69,18 +70,7 @@ class FlowWorker(Worker):  # type: ignore[misc]
         logger.info("worker stopped")
 
     async def listener(self, channel: str) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                message = await self.channel_layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning("receive on %s failed; retrying", channel, exc_info=True)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.1
+        async for message in messages(self.channel_layer, channel, "worker"):
             if not isinstance(message, dict) or not isinstance(message.get("type"), str):
                 logger.warning("dropped a message with no type on %s: %.200r", channel, message)
                 continue
