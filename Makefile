@@ -11,7 +11,7 @@ SYSTEM_PACKAGES := chromium redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo migrate lint format test node-deps deps-system clean
+.PHONY: help venv demo migrate lint format test bench node-deps deps-system clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ test: venv deps-system node-deps lint ## Lint, then run the Python and JavaScrip
 	$(BIN)/pytest
 	$(BIN)/python -W error manage.py test --noinput
 	@if [ -d tests/js ]; then echo "node --test tests/js/"; node --test tests/js/; fi
+
+bench: venv deps-system ## Run the benchmarks (reports, not tests); ARGS=--quick for a smoke run
+	PYTHON=$(BIN)/python bash tests/benchmarks/run_all.sh $(ARGS)
 
 clean: ## Remove caches and build output (keeps .venv and the database)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info
