@@ -1,9 +1,10 @@
 """Worker mode, caller side: reaching runners in ``runworker`` processes.
 
-Every call goes through one :class:`Client` per process. It owns a private
-channel layer instance, a reply channel and the loop that receives on it
-(caravela_flow's background loop), so it never competes with the ASGI
-server's consumers for the shared layer.
+Every call goes through a :class:`Client`: one per event loop (sync callers
+share the background loop's). It owns a private channel layer instance and
+a reply channel it receives on, so it never competes with the ASGI server's
+consumers for the shared layer, and an async caller reaches Redis without a
+hop to another thread.
 
 - ``start`` sends to the ``caravela-flows`` channel; each worker that gets
   the message *offers* to host the flow, and the caller accepts exactly one
@@ -25,7 +26,8 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from channels.exceptions import ChannelFull
@@ -65,7 +67,7 @@ CLOSE_SECONDS = 5.0
 
 
 class Client:
-    """The caller side of worker mode (one per process, on the background loop)."""
+    """The caller side of worker mode, on one event loop."""
 
     def __init__(self) -> None:
         self.layer: Any = None
@@ -328,42 +330,52 @@ def _error(reply: dict[str, Any]) -> FlowError:
     return FlowError(message)
 
 
-_client: Client | None = None
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Client] = weakref.WeakKeyDictionary()
 
 
 def client() -> Client:
-    """This process's client."""
-    global _client
-    if _client is None:
-        _client = Client()
-    return _client
+    """The client of the running loop.
+
+    One per event loop: async callers (the ASGI server's loop, a worker's)
+    then reach the channel layer with no hop to another thread, whose GIL
+    hand-offs would serialise busy callers. Sync callers use the background
+    loop's client.
+    """
+    loop = asyncio.get_running_loop()
+    found = _clients.get(loop)
+    if found is None:
+        found = _clients[loop] = Client()
+    return found
 
 
 def reset_client() -> None:
-    """Close this process's client; the next call makes a new one with the current settings.
+    """Close every client; the next call makes new ones with the current settings.
 
-    For tests that switch ``CHANNEL_LAYERS`` or ``CARAVELA_FLOW`` (the client
+    For tests that switch ``CHANNEL_LAYERS`` or ``CARAVELA_FLOW`` (a client
     keeps the layer it was made with). Requests in flight fail.
     """
-    global _client
-    old, _client = _client, None
-    if old is not None:
-        _run(old.close())
+    old = list(_clients.items())
+    _clients.clear()
+    for loop, stale in old:
+        if loop.is_closed():
+            continue
+        if running_loop() is loop:
+            task = loop.create_task(stale.close())
+            stale._tasks.add(task)  # keep a reference until it is done
+        elif loop.is_running():
+            asyncio.run_coroutine_threadsafe(stale.close(), loop).result(CLOSE_SECONDS + 1)
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
+async def _call(work: Callable[[Client], Awaitable[T]]) -> T:
+    return await work(client())
+
+
+def _run(work: Callable[[Client], Awaitable[T]]) -> T:
+    """Run ``work(client)`` on the background loop's client, for sync callers."""
     loop = background_loop()
     if running_loop() is loop:
-        coro.close()
         raise RuntimeError("sync caravela_flow calls cannot run on caravela_flow's own loop")
-    return asyncio.run_coroutine_threadsafe(coro, loop).result()
-
-
-async def _arun(coro: Coroutine[Any, Any, T]) -> T:
-    loop = background_loop()
-    if running_loop() is loop:
-        return await coro
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+    return asyncio.run_coroutine_threadsafe(_call(work), loop).result()
 
 
 def _update_fields(update: Any, args: tuple[Any, ...]) -> dict[str, Any]:
@@ -375,41 +387,41 @@ def _update_fields(update: Any, args: tuple[Any, ...]) -> dict[str, Any]:
 class WorkerBackend:
     """Runs flows in ``runworker`` processes reached over the channel layer."""
 
-    async def _start(self, key: str, state: State, notify: Any) -> FlowHandle:
-        return FlowHandle(await client().start(key, state, notify), key)
-
     def start(self, definition: Any, state: State, notify: Any) -> FlowHandle:
-        return _run(self._start(definition.key, state, notify))
+        key = definition.key
+        return FlowHandle(_run(lambda c: c.start(key, state, notify)), key)
 
     async def astart(self, definition: Any, state: State, notify: Any) -> FlowHandle:
-        return await _arun(self._start(definition.key, state, notify))
+        key = definition.key
+        return FlowHandle(await client().start(key, state, notify), key)
 
     def signal(self, flow_id: str, update: Any, args: tuple[Any, ...]) -> None:
-        _run(client().request(flow_id, "signal", _update_fields(update, args)))
+        fields = _update_fields(update, args)
+        _run(lambda c: c.request(flow_id, "signal", fields))
 
     async def asignal(self, flow_id: str, update: Any, args: tuple[Any, ...]) -> None:
-        await _arun(client().request(flow_id, "signal", _update_fields(update, args)))
+        await client().request(flow_id, "signal", _update_fields(update, args))
 
     def get_state(self, flow_id: str) -> State:
-        reply = _run(client().request(flow_id, "get_state", {}))
+        reply = _run(lambda c: c.request(flow_id, "get_state", {}))
         return dict(reply["state"])
 
     async def aget_state(self, flow_id: str) -> State:
-        reply = await _arun(client().request(flow_id, "get_state", {}))
+        reply = await client().request(flow_id, "get_state", {})
         return dict(reply["state"])
 
     async def asnapshot(self, flow_id: str) -> Snapshot:
-        reply = await _arun(client().request(flow_id, "snapshot", {}))
+        reply = await client().request(flow_id, "snapshot", {})
         return Snapshot(**reply["snapshot"])
 
     def stop(self, flow_id: str) -> None:
-        _run(client().request(flow_id, "stop", {}))
+        _run(lambda c: c.request(flow_id, "stop", {}))
 
     async def astop(self, flow_id: str) -> None:
-        await _arun(client().request(flow_id, "stop", {}))
+        await client().request(flow_id, "stop", {})
 
     def flows(self) -> list[FlowInfo]:
-        return _run(client().flows())
+        return _run(lambda c: c.flows())
 
     async def aflows(self) -> list[FlowInfo]:
-        return await _arun(client().flows())
+        return await client().flows()

@@ -180,7 +180,7 @@ def test_a_lambda_or_closure_signal_is_refused_before_anything_is_sent(
     with pytest.raises(TypeError, match="installed app"):
         signal(handle, figure_signal)
     assert time.monotonic() - begun < 0.5
-    assert remote._client is None  # no client was even made, so nothing was sent
+    assert not remote._clients  # no client was even made, so nothing was sent
 
 
 def figure_signal(state: dict) -> dict:
