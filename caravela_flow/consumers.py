@@ -15,6 +15,7 @@ import json
 import logging
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.serializers.json import DjangoJSONEncoder
 
@@ -93,6 +94,20 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self._refresher = asyncio.create_task(
                 self._refresh_membership(), name=f"caravela-flow subscription {self.flow_id}"
             )
+
+    async def dispatch(self, message: Message) -> None:
+        """Forward the flow's messages straight away.
+
+        Channels' own dispatch first closes stale database connections, which
+        costs a hop to a thread per message; forwarding touches no database.
+        """
+        handler = None
+        if str(message.get("type", "")).startswith("flow."):
+            handler = getattr(self, get_handler_name(message), None)
+        if handler is not None:
+            await handler(message)
+        else:
+            await super().dispatch(message)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Ignore what the browser sends."""
