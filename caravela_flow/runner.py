@@ -99,13 +99,20 @@ def _fire(future: asyncio.Future[bool], value: bool) -> None:
         future.set_result(value)
 
 
-def _expect_state(value: Any, where: str) -> State:
+def _expect_state(value: Any, where: str | Step) -> State:
+    # ``where`` may be the step itself: its description is built only for an error.
+    if isinstance(value, dict):
+        try:
+            return check_state(value)
+        except StateError:
+            pass
+    name = where.describe() if isinstance(where, Step) else where
     if not isinstance(value, dict):
-        raise Crash(f"{where} returned {value!r:.100}, not a dict", where)
+        raise Crash(f"{name} returned {value!r:.100}, not a dict", name)
     try:
-        return check_state(value, f"{where} returned a state whose value")
+        return check_state(value, f"{name} returned a state whose value")
     except StateError as exc:
-        raise Crash(str(exc), where) from None
+        raise Crash(str(exc), name) from None
 
 
 def _work_state(value: Any, where: str) -> State:
@@ -347,13 +354,13 @@ class FlowRunner:
                 quiet_until = self.loop.time() + step.ms / 1000
 
     async def _set_state_step(self, step: SetState) -> None:
-        where = step.describe()
         try:
             new = step.fn(copy_state(self.state))
         except Exception as exc:
+            where = step.describe()
             logger.warning("flow %s: %s raised", self.id, where, exc_info=True)
             raise Crash(exc_reason(exc), where) from exc
-        self._set_state(_expect_state(new, where))
+        self._set_state(_expect_state(new, step))
 
     async def _busy_step(self, step: Step, work: Callable[[Any], Any]) -> None:
         # Signals queue while the step runs and land, in order, after its result.

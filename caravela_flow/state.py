@@ -61,24 +61,64 @@ def _walk(value: Any, path: str, wire: bool) -> Any:
     )
 
 
+class _Unfit(Exception):
+    """Raised by the fast copy; :func:`_walk` then finds and names the bad value."""
+
+
+#: Exact types copied as they are (subclasses such as IntEnum take the full walk).
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _copy(value: Any, wire: bool) -> Any:
+    # _walk without the paths it needs only for error messages: the hot path.
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _Unfit
+            out[key] = item if type(item) in _PLAIN else _copy(item, wire)
+        return out
+    if kind is list or kind is tuple:
+        items = [item if type(item) in _PLAIN else _copy(item, wire) for item in value]
+        return items if wire or kind is list else tuple(items)
+    if kind is float and math.isfinite(value):
+        return value
+    if kind in _SIMPLE_ENCODED:
+        return _encoder.default(value) if wire else value
+    raise _Unfit  # anything rarer: let _walk decide, and name it if it is bad
+
+
+#: Encoded types that need no further check (aware times and subclasses take the full walk).
+_SIMPLE_ENCODED = frozenset({datetime.datetime, datetime.date, datetime.timedelta})
+_SIMPLE_ENCODED |= {decimal.Decimal, uuid.UUID}
+
+
+def _convert(state: Any, where: str, wire: bool) -> State:
+    try:
+        result: State = _copy(state, wire)
+    except _Unfit:
+        result = _walk(state, where, wire)
+    return result
+
+
 def check_state(state: Any, where: str = "state") -> State:
     """Return a deep copy of ``state`` or raise :class:`StateError` naming the bad value."""
     if not isinstance(state, dict):
         raise StateError(f"{where} must be a dict, got {type(state).__name__}: {state!r:.80}")
-    result: State = _walk(state, where, wire=False)
-    return result
+    return _convert(state, where, wire=False)
 
 
 def copy_state(state: State) -> State:
     """A deep copy of an already checked state."""
-    result: State = _walk(state, "state", wire=False)
-    return result
+    return _convert(state, "state", wire=False)
 
 
 def wire_state(state: State) -> State:
     """The JSON-native form of a checked state, as subscribers receive it."""
-    result: State = _walk(state, "state", wire=True)
-    return result
+    return _convert(state, "state", wire=True)
 
 
 def same_json(a: Any, b: Any) -> bool:
