@@ -1,27 +1,41 @@
 """caravela_flow: ephemeral async workflows for Django, pushed live over Channels."""
 
 from .api import aget_state, asignal, astart, astop, get_state, signal, start, stop
+from .callables import remote_callable
 from .definition import FlowDefinition, Flows, flow
 from .dsl import debounce, each, parallel, race, repeat, run, sequence, set_state, wait, wait_until
-from .errors import FlowDefinitionError, FlowError, FlowNotFound, NoWorkerAvailable
+from .errors import (
+    FlowArgumentError,
+    FlowDefinitionError,
+    FlowError,
+    FlowNotFound,
+    FlowTimeout,
+    FlowUnreachable,
+    NoWorkerAvailable,
+)
 from .handle import FlowHandle
 from .results import Error, Ok, Retry, Skip
+from .state import StateError
 from .tokens import subscription_url
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Error",
+    "FlowArgumentError",
     "FlowDefinition",
     "FlowDefinitionError",
     "FlowError",
     "FlowHandle",
     "FlowNotFound",
+    "FlowTimeout",
+    "FlowUnreachable",
     "Flows",
     "NoWorkerAvailable",
     "Ok",
     "Retry",
     "Skip",
+    "StateError",
     "aget_state",
     "asignal",
     "astart",
@@ -32,6 +46,7 @@ __all__ = [
     "get_state",
     "parallel",
     "race",
+    "remote_callable",
     "repeat",
     "run",
     "sequence",

@@ -108,9 +108,9 @@ def _check_update(update: Any, args: tuple[Any, ...]) -> Any:
         return check_state(update, "signal update")
     if callable(update):
         if _worker_mode():
-            from .addressing import function_path
+            from .callables import function_path
 
-            function_path(update)  # refuses lambdas and closures with a TypeError
+            function_path(update)  # refuses what a worker would refuse, with a TypeError
             check_state({"args": list(args)}, "signal")
         return update
     raise FlowArgumentError(

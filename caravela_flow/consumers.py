@@ -3,9 +3,11 @@
 Route it with :data:`caravela_flow.routing.websocket_urlpatterns` behind
 ``AllowedHostsOriginValidator(AuthMiddlewareStack(...))``. Close codes: 4403
 for a missing, forged, expired or other user's token (do not retry); 4404
-for a flow that is gone; 1000 once the flow has ended; 1011 when the
-snapshot could not be taken (the client retries). Frames from the browser
-are ignored: actions go through CSRF-protected views.
+for a flow that is gone; 1000 once the flow has ended; 4500 when the
+snapshot could not be taken or a frame could not be sent (the client
+retries: daphne cannot send 1011). Frames from the browser are ignored:
+actions go through CSRF-protected views. Layer messages of any type other
+than ``flow.*`` are logged at WARNING and dropped.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from .types import Message
 logger = logging.getLogger("caravela_flow")
 
 CLOSE_NORMAL = 1000
-CLOSE_ERROR = 1011
+#: Internal error: the client reconnects. (Daphne sends only 1000 and 3000-4999.)
+CLOSE_ERROR = 4500
 CLOSE_REFUSED = 4403
 CLOSE_GONE = 4404
 
@@ -61,7 +64,7 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         try:
             self.flow_id = read_token(token, self.scope.get("user"))
         except TokenRefused as exc:
-            logger.debug("refused a flow subscription: %s", exc)
+            logger.warning("refused a flow subscription: %s", exc)
             await self._close(CLOSE_REFUSED)
             return
         # Join before the snapshot: a change made meanwhile is queued, not lost.
@@ -101,13 +104,22 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         Channels' own dispatch first closes stale database connections, which
         costs a hop to a thread per message; forwarding touches no database.
         """
-        handler = None
-        if str(message.get("type", "")).startswith("flow."):
+        kind = message.get("type") if isinstance(message, dict) else None
+        if not isinstance(kind, str):
+            logger.warning("flow %s: dropped a layer message with no type", self.flow_id)
+            return
+        if kind.startswith("flow."):
             handler = getattr(self, get_handler_name(message), None)
-        if handler is not None:
+            if handler is None:
+                logger.warning(
+                    "flow %s: dropped a message of unknown type %.60r", self.flow_id, kind
+                )
+                return
             await handler(message)
-        else:
+        elif kind.startswith("websocket."):
             await super().dispatch(message)
+        else:
+            logger.warning("flow %s: dropped a message of unknown type %.60r", self.flow_id, kind)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Ignore what the browser sends."""
@@ -157,7 +169,7 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     # -- helpers -------------------------------------------------------------
 
     async def _send(self, payload: dict[str, Any]) -> bool:
-        """Send one JSON frame; on failure log it and close with 1011 (the client retries)."""
+        """Send one JSON frame; on failure log it and close with 4500 (the client retries)."""
         try:
             await self.send(text_data=json.dumps(payload, cls=DjangoJSONEncoder))
         except Exception:
@@ -197,3 +209,19 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         task, self._refresher = self._refresher, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
+
+
+class NoRouteConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    """Refuses a WebSocket whose path no route matched: close code 4404, one WARNING.
+
+    Put :data:`caravela_flow.routing.fallback_route` last in your ``URLRouter``
+    so an unknown path is not an HTTP 500 with a traceback.
+    """
+
+    async def connect(self) -> None:
+        await self.accept()  # before the close, or daphne loses the code
+        logger.warning("refused a WebSocket to %.200r: no route matches it", self.scope.get("path"))
+        await self.close(code=CLOSE_GONE)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Ignore what the browser sends."""

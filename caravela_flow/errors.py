@@ -29,3 +29,7 @@ class FlowArgumentError(FlowError, TypeError, ValueError):
 
 class FlowUnreachable(FlowNotFound, FlowTimeout):
     """Worker mode: no runner answered for a flow id (unknown, finished long ago, worker down)."""
+
+
+class MalformedFlowId(FlowNotFound, FlowArgumentError):
+    """A flow id that is not 32 lowercase hex digits: no flow can have it."""

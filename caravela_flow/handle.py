@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import FlowArgumentError
+from .errors import FlowArgumentError, MalformedFlowId
 
 _ID = re.compile(r"[0-9a-f]{32}")
 
@@ -25,11 +25,14 @@ class FlowHandle:
 
 
 def flow_id_of(handle: Any) -> str:
-    """The id of a ``FlowHandle`` or id string; anything else is refused."""
-    if isinstance(handle, FlowHandle):
-        return handle.id
-    if isinstance(handle, str):
-        return handle
+    """The id of a ``FlowHandle`` or id string; anything else (or a malformed id) is refused."""
+    flow_id = handle.id if isinstance(handle, FlowHandle) else handle
+    if isinstance(flow_id, str):
+        if not is_flow_id(flow_id):
+            raise MalformedFlowId(
+                f"{flow_id!r:.80} is not a flow id (32 lowercase hex digits, FlowHandle.id)"
+            )
+        return flow_id
     raise FlowArgumentError(
         f"expected a FlowHandle or a flow id string, got {type(handle).__name__}: {handle!r:.80}"
     )

@@ -17,7 +17,8 @@ from typing import Any
 
 from channels.exceptions import ChannelFull
 
-from .addressing import control_group, resolve_flow, resolve_function, workers_group
+from .addressing import control_group, resolve_flow, workers_group
+from .callables import resolve_function
 from .conf import get_settings
 from .errors import FlowArgumentError, FlowError, FlowNotFound
 from .groups import is_group_name
@@ -127,15 +128,17 @@ class WorkerHost:
 
     def handle(self, message: Any) -> None:
         """Dispatch one message from the host's channel; bad messages are logged and dropped."""
+        kind = message.get("type") if isinstance(message, dict) else None
         try:
-            kind = message.get("type") if isinstance(message, dict) else None
             handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
             if handler is None:
-                logger.warning("worker host: dropped a message of unknown type %r", kind)
+                logger.warning("worker host: dropped a message of unknown type %.100r", kind)
                 return
             handler(self, message)
+        except (KeyError, TypeError, ValueError, FlowError) as exc:
+            logger.warning("worker host: refused a malformed %s message: %s", kind, exc)
         except Exception:
-            logger.exception("worker host: dropped a malformed %r message", message)
+            logger.exception("worker host: dropped a %s message it could not handle", kind)
 
     def offer(self, message: dict[str, Any]) -> None:
         """A caller asks for a new flow: offer to host it (``caravela.start``)."""
@@ -160,6 +163,7 @@ class WorkerHost:
             if not is_flow_id(flow_id) or flow_id in supervisor:
                 raise FlowArgumentError(f"flow id {flow_id!r} is malformed or already in use")
         except (FlowError, KeyError) as exc:
+            logger.warning("worker host: refused a start request: %s", exc)
             refusal = {"type": "caravela.refuse", "request": request, **_failure(exc)}
             self._reply(reply, refusal, remember=False)
             return
@@ -260,6 +264,10 @@ class WorkerHost:
         try:
             answer = {"type": "caravela.reply", "request": request, "ok": True, **work(flow_id)}
         except (FlowError, StateError) as exc:
+            if not isinstance(exc, FlowNotFound):
+                logger.warning(
+                    "worker host: refused %s for flow %s: %s", message["type"], flow_id, exc
+                )
             answer = {"type": "caravela.reply", "request": request, **_failure(exc)}
         self._reply(reply, answer)
 

@@ -33,7 +33,8 @@ from typing import Any, TypeVar
 from channels.exceptions import ChannelFull
 from channels.layers import channel_layers
 
-from .addressing import control_group, function_path, workers_group
+from .addressing import control_group, workers_group
+from .callables import function_path
 from .conf import get_settings
 from .errors import (
     FlowArgumentError,

@@ -29,7 +29,18 @@ class StateError(FlowArgumentError):
     """A state is not a dict of values that travel as JSON."""
 
 
+#: msgpack (channels-redis) carries integers in [-2**63, 2**64 - 1] and no others.
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+
+
 def _walk(value: Any, path: str, wire: bool) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if INT_MIN <= value <= INT_MAX:
+            return int(value) if wire else value
+        raise StateError(
+            f"{path} is {value:.3g}, an integer outside 64 bits, which cannot travel "
+            "between processes; store it as a string or a Decimal"
+        )
     if isinstance(value, _SCALARS):
         return value
     if type(value) is float:
@@ -65,8 +76,9 @@ class _Unfit(Exception):
     """Raised by the fast copy; :func:`_walk` then finds and names the bad value."""
 
 
-#: Exact types copied as they are (subclasses such as IntEnum take the full walk).
-_PLAIN = frozenset({str, int, bool, type(None)})
+#: Exact types copied as they are (subclasses such as IntEnum take the full walk; ints are
+#: range-checked).
+_PLAIN = frozenset({str, bool, type(None)})
 
 
 def _copy(value: Any, wire: bool) -> Any:
@@ -74,6 +86,10 @@ def _copy(value: Any, wire: bool) -> Any:
     kind = type(value)
     if kind in _PLAIN:
         return value
+    if kind is int:
+        if INT_MIN <= value <= INT_MAX:
+            return value
+        raise _Unfit
     if kind is dict:
         out = {}
         for key, item in value.items():

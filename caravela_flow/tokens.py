@@ -7,7 +7,7 @@ from typing import Any
 from django.core import signing
 
 from .conf import get_settings
-from .errors import FlowError
+from .errors import FlowError, MalformedFlowId
 from .handle import FlowHandle, flow_id_of, is_flow_id
 
 SALT = "caravela_flow.subscription"
@@ -27,9 +27,10 @@ def user_key(user: Any) -> str:
 
 def make_token(handle: FlowHandle | str, user: Any = None) -> str:
     """A signed token that lets ``user`` subscribe to the flow."""
-    flow_id = flow_id_of(handle)
-    if not is_flow_id(flow_id):
-        raise TokenRefused(f"{flow_id!r} is not a flow id")
+    try:
+        flow_id = flow_id_of(handle)
+    except MalformedFlowId as exc:
+        raise TokenRefused(str(exc)) from None
     return signing.dumps({"f": flow_id, "u": user_key(user)}, salt=SALT)
 
 

@@ -14,12 +14,12 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from caravela_flow.routing import websocket_urlpatterns  # noqa: E402
+from caravela_flow.routing import fallback_route, websocket_urlpatterns  # noqa: E402
 
 routes: dict[str, Any] = {"http": django_asgi_app}
 
 routes["websocket"] = AllowedHostsOriginValidator(
-    AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+    AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, fallback_route]))
 )
 
 from caravela_flow.worker import FlowWorkerConsumer  # noqa: E402

@@ -496,7 +496,7 @@ async def test_group_membership_is_renewed_and_renewal_stops_on_disconnect(
         assert not [t for t in asyncio.all_tasks() if t.get_name() == name and not t.done()]
 
 
-async def test_failed_send_is_logged_and_closes_with_1011(
+async def test_failed_send_is_logged_and_closes_with_4500_which_daphne_can_send(
     monkeypatch: pytest.MonkeyPatch, caplog_flow: pytest.LogCaptureFixture
 ) -> None:
     send = FlowConsumer.send
@@ -511,12 +511,12 @@ async def test_failed_send_is_logged_and_closes_with_1011(
     async with subscribed(path_of(probe)) as comm:
         assert (await comm.receive_json_from(TIMEOUT))["event"] == "snapshot"
         await asignal(handle_of(probe), {"n": 1})
-        assert await close_code(comm) == 1011
+        assert await close_code(comm) == 4500
     assert "could not send a state event" in caplog_flow.text
     assert "RuntimeError: socket broke" in caplog_flow.text
 
 
-async def test_failed_snapshot_is_logged_and_closes_with_1011(
+async def test_failed_snapshot_is_logged_and_closes_with_4500_which_daphne_can_send(
     monkeypatch: pytest.MonkeyPatch, caplog_flow: pytest.LogCaptureFixture
 ) -> None:
     async def broken(flow_id: str) -> Any:
@@ -525,5 +525,5 @@ async def test_failed_snapshot_is_logged_and_closes_with_1011(
     monkeypatch.setattr(backend(), "asnapshot", broken)
     probe = await astart_probe(SocketFlows, "gated")
     async with subscribed(path_of(probe)) as comm:
-        assert await close_code(comm) == 1011
+        assert await close_code(comm) == 4500
     assert "could not take a snapshot" in caplog_flow.text

@@ -46,7 +46,7 @@ def rich_state() -> dict[str, Any]:
         "empty": {},
         "none": None,
         "text": "ünïcode",
-        "big": 2**70,
+        "big": 2**64 - 1,  # the largest integer that travels (msgpack)
     }
 
 
@@ -221,3 +221,16 @@ def test_the_message_shortens_a_huge_value() -> None:
     with pytest.raises(StateError) as info:
         check_state({"v": Huge()})
     assert len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1, 10**30, [1, {"n": 2**100}]])
+def test_an_integer_outside_64_bits_is_refused_naming_where_it_is(value: object) -> None:
+    # msgpack (channels-redis) carries nothing wider, so it could never reach a worker.
+    with pytest.raises(StateError, match=r"state\['n'\].*outside 64 bits"):
+        check_state({"n": value})
+
+
+@pytest.mark.parametrize("value", [2**64 - 1, -(2**63), 0, True])
+def test_integers_at_the_64_bit_bounds_travel(value: int) -> None:
+    assert check_state({"n": value}) == {"n": value}
+    assert wire_state({"n": value}) == {"n": value}

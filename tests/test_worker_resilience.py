@@ -8,6 +8,7 @@ hostile peer would.
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import time
 import uuid
@@ -29,10 +30,11 @@ from caravela_flow import (
     remote,
     wait,
 )
+from caravela_flow.addressing import control_group
 from caravela_flow.api import backend
 from caravela_flow.errors import FlowUnreachable
 from caravela_flow.groups import flow_group
-from tests.flowapp.flows import WorkerFlows, increment
+from tests.flowapp.flows import WorkerFlows, increment, tag
 from tests.worker_support import (
     WORKER_CHANNEL,
     RedisServer,
@@ -192,11 +194,11 @@ async def test_malformed_messages_are_logged_and_dropped_and_the_worker_keeps_se
         sent: list[tuple[str, dict[Any, Any], str]] = [
             (WORKER_CHANNEL, {"no": "type"}, "dropped a message with no type"),
             (WORKER_CHANNEL, {"type": "caravela.nope"}, "unknown type 'caravela.nope'"),
-            (WORKER_CHANNEL, {"type": "caravela.start", "request": 5}, "dropped a malformed"),
+            (WORKER_CHANNEL, {"type": "caravela.start", "request": 5}, "refused a malformed"),
             (WORKER_CHANNEL, {"type": "x", 1: "int key"}, "receive on caravela-flows failed"),
             # …and on the worker host's own channel.
             (lone.channel, {"type": 7}, "unknown type 7"),
-            (lone.channel, {"type": "caravela.signal", "flow_id": None}, "dropped a malformed"),
+            (lone.channel, {"type": "caravela.signal", "flow_id": None}, "refused a malformed"),
             # All channels of a process share one Redis key, so whichever receiver of
             # the worker reads this one fails on it: the host's or the consumer's.
             (lone.channel, {"type": "x", 2: "int key"}, UNREADABLE),
@@ -224,6 +226,60 @@ async def test_malformed_messages_are_logged_and_dropped_and_the_worker_keeps_se
     with pytest.raises(FlowNotFound, match=r"NotOnWorkers\.gone"):
         await astart(NotOnWorkers, "gone")
     assert time.monotonic() - begun < 3
+
+
+async def test_a_raw_signal_naming_an_undeclared_function_is_refused_and_runs_nothing(
+    lone: Worker, tmp_path: Path
+) -> None:
+    # The remote-code gadget: anyone who can write to Redis forges a signal whose
+    # function is reached through a flows module's imports. dictConfig(state) with
+    # this state would run `touch` on the worker.
+    marker = tmp_path / "owned"
+    handle = await astart(WorkerFlows, "hold")
+    config = {
+        "version": 1,
+        "handlers": {"x": {"()": "subprocess.call", "args": ["touch", str(marker)]}},
+    }
+    gadgets = [
+        "demo_site.library.flows:logging.config.dictConfig",
+        "tests.flowapp.flows:untagged",
+        "tests.flowapp.flows:Any",
+        "subprocess:call",
+    ]
+    async with Subscriber() as peer:
+        await peer.layer.group_send(
+            control_group(handle.id),
+            {
+                "type": "caravela.signal",
+                "request": uuid.uuid4().hex,
+                "reply": peer.channel,
+                "flow_id": handle.id,
+                "update": config,
+            },
+        )
+        for path in gadgets:
+            mark = len(lone.lines)
+            request = uuid.uuid4().hex
+            forged = {
+                "type": "caravela.signal",
+                "request": request,
+                "reply": peer.channel,
+                "flow_id": handle.id,
+                "fn": path,
+                "args": [],
+            }
+            await peer.layer.group_send(control_group(handle.id), forged)
+            reply = await peer.wait_for(lambda m, r=request: m.get("request") == r)
+            assert (reply["ok"], reply["error"]) == (False, "bad_request"), reply
+            logged = rf"WARNING .*refused caravela.signal .*{re.escape(path)}"
+            await lone.await_line(logged, 20, mark)
+            assert lone.count(re.escape(path)) == 1  # logged once, at WARNING
+    assert not marker.exists()
+    assert lone.running()
+    # The flow itself is untouched by the refusals, and a marked function works.
+    await asignal(handle, tag, "ok")
+    state = await aget_state(handle)
+    assert state["tags"] == ["ok"] and "untagged" not in state
 
 
 async def test_a_start_delivered_again_after_its_flow_started_is_ignored(lone: Worker) -> None:

@@ -11,6 +11,10 @@ from typing import Any
 
 from caravela_flow import Flows, flow, set_state, wait_until
 
+# Imported here, defined elsewhere: `tag` is marked remote-callable, `untagged` is not
+# (a name a flows module merely imports is never callable by path).
+from .extras import tag, untagged  # noqa: F401
+
 
 def increment(state: dict[str, Any], key: str = "count", by: int = 1) -> dict[str, Any]:
     """Add ``by`` to ``state[key]``."""
