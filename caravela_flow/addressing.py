@@ -17,11 +17,6 @@ if TYPE_CHECKING:
     from .definition import FlowDefinition
 
 
-def control_group(flow_id: str) -> str:
-    """The group a flow's hosting worker listens on for requests about it."""
-    return f"{get_settings().GROUP_PREFIX}-ctl.{flow_id}"
-
-
 def workers_group() -> str:
     """The group every worker host joins (for questions to all workers)."""
     return f"{get_settings().GROUP_PREFIX}-workers"

@@ -26,8 +26,12 @@ if TYPE_CHECKING:
 class Backend(Protocol):
     """What a mode implements (see :mod:`.local` and :mod:`.remote`)."""
 
-    def start(self, definition: FlowDefinition, state: State, notify: Any) -> FlowHandle: ...
-    async def astart(self, definition: FlowDefinition, state: State, notify: Any) -> FlowHandle: ...
+    def start(
+        self, definition: FlowDefinition, state: State, notify: Any, key: str | None = None
+    ) -> FlowHandle: ...
+    async def astart(
+        self, definition: FlowDefinition, state: State, notify: Any, key: str | None = None
+    ) -> FlowHandle: ...
     def signal(self, flow_id: str, update: Any, args: tuple[Any, ...]) -> None: ...
     async def asignal(self, flow_id: str, update: Any, args: tuple[Any, ...]) -> None: ...
     def get_state(self, flow_id: str) -> State: ...
@@ -118,15 +122,36 @@ def _check_update(update: Any, args: tuple[Any, ...]) -> Any:
     )
 
 
+#: Longest flow key (``start(..., key=...)``).
+MAX_KEY = 200
+
+
+def _check_key(key: Any) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY:
+        raise FlowArgumentError(
+            f"key must be a non-empty string of at most {MAX_KEY} characters or None, "
+            f"got {type(key).__name__}: {key!r:.80}"
+        )
+    return key
+
+
 def start(
     flows_class: type[Flows],
     name: str,
     initial_state: State | None = None,
     notify: Any = None,
+    *,
+    key: str | None = None,
 ) -> FlowHandle:
-    """Start a supervised runner of ``flows_class.<name>`` and return its handle."""
+    """Start a supervised runner of ``flows_class.<name>`` and return its handle.
+
+    With a ``key``, while a flow of this definition and key runs anywhere in
+    the deployment, its handle is returned and nothing changes.
+    """
     definition, state = _prepare(flows_class, name, initial_state, notify)
-    return backend().start(definition, state, notify)
+    return backend().start(definition, state, notify, _check_key(key))
 
 
 async def astart(
@@ -134,10 +159,12 @@ async def astart(
     name: str,
     initial_state: State | None = None,
     notify: Any = None,
+    *,
+    key: str | None = None,
 ) -> FlowHandle:
     """Async twin of :func:`start`."""
     definition, state = _prepare(flows_class, name, initial_state, notify)
-    return await backend().astart(definition, state, notify)
+    return await backend().astart(definition, state, notify, _check_key(key))
 
 
 def signal(handle: FlowHandle | str, update: Any, *args: Any) -> None:

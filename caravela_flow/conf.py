@@ -45,6 +45,9 @@ class FlowSettings:
     GROUP_REFRESH_SECONDS: float = 3600.0
     #: Seconds a subscription token stays valid.
     TOKEN_MAX_AGE: int = 3600
+    #: Worker mode: seconds a worker's lease on its flows lasts without a heartbeat; a dead
+    #: worker's flows are adopted within twice this.
+    LEASE_SECONDS: float = 5.0
 
 
 _cached: FlowSettings | None = None
@@ -79,6 +82,9 @@ def _validate(values: dict[str, Any]) -> FlowSettings:
                 f"CARAVELA_FLOW[{name!r}] must be at most {longest} ASCII letters, digits, "
                 f"'-', '_' or '.', got {value!r}"
             )
+    lease = result.LEASE_SECONDS
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or lease <= 0:
+        raise ImproperlyConfigured("CARAVELA_FLOW['LEASE_SECONDS'] must be a number > 0")
     refresh = result.GROUP_REFRESH_SECONDS
     if isinstance(refresh, bool) or not isinstance(refresh, (int, float)) or refresh <= 0:
         raise ImproperlyConfigured("CARAVELA_FLOW['GROUP_REFRESH_SECONDS'] must be a number > 0")

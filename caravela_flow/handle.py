@@ -19,6 +19,8 @@ class FlowHandle:
     id: str
     #: The flow's registry key, ``"<module>.<Class qualname>.<attr>"`` (informational).
     flow: str = ""
+    #: The key the flow was started with (``start(..., key=...)``), or None.
+    key: str | None = None
 
     def __str__(self) -> str:
         return self.id

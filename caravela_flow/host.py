@@ -2,8 +2,10 @@
 
 One :class:`WorkerHost` per ``runworker`` process. It owns a channel of its
 own (independent of any consumer instance, which Channels may replace) and
-a receive loop on it; requests about a flow reach it through the flow's
-control group. Runners are ordinary supervised runners on the worker's loop.
+a receive loop on it; callers find it through the directory in Redis
+(:mod:`caravela_flow.directory`) and send requests straight to its channel.
+Its leases are kept by :mod:`caravela_flow.leases`. Runners are ordinary
+supervised runners on the worker's loop.
 """
 
 from __future__ import annotations
@@ -12,30 +14,41 @@ import asyncio
 import dataclasses
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from typing import Any
 
 from channels.exceptions import ChannelFull
 
-from .addressing import control_group, resolve_flow, workers_group
+from . import fencing
+from .addressing import resolve_flow, workers_group
 from .callables import resolve_function
 from .conf import get_settings
+from .directory import Directory
 from .errors import FlowArgumentError, FlowError, FlowNotFound
 from .groups import is_group_name
 from .handle import is_flow_id
+from .leases import Leases
 from .loops import cancel_and_wait
-from .notify import publisher
+from .notify import deliver, publisher
 from .receiving import messages
-from .state import StateError, check_state
+from .runner import FlowRunner
+from .state import StateError, check_state, wire_state
 from .supervisor import supervisor
+from .types import Message
 
 logger = logging.getLogger("caravela_flow.worker")
 
 #: How many answered request ids a host remembers, to answer repeats without redoing them.
 REMEMBERED = 20_000
 SHUTDOWN_REASON = "worker shutting down"
-#: Seconds between sweeps that leave the control groups of forgotten flows.
+#: Seconds between renewals of the workers group membership, at least.
 SWEEP_SECONDS = 30.0
+#: Requests a fenced host drops unanswered: the caller asks again, maybe elsewhere.
+_HELD_BACK = frozenset(
+    {"caravela.start", "caravela.accept", "caravela.signal", "caravela.get_state"}
+    | {"caravela.snapshot", "caravela.stop"}
+)
 
 _IN_PROGRESS: dict[str, Any] = {}
 
@@ -45,12 +58,19 @@ class WorkerHost:
 
     def __init__(self, layer: Any) -> None:
         self.layer = layer
+        #: This host's id in the directory.
+        self.id = uuid.uuid4().hex
         self.channel: str | None = None
         self.accepting = True
         self.offers: dict[str, tuple[dict[str, Any], asyncio.TimerHandle]] = {}
         self.answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self.joined: set[str] = set()
+        #: The start spec of every running flow (what a take-back re-registers).
+        self.specs: dict[str, dict[str, Any]] = {}
+        #: Flows being stopped because another worker adopted them: they send nothing.
+        self.silenced: set[str] = set()
+        self.leases: Leases | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._endings: set[asyncio.Task[Any]] = set()
         self._started = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------
@@ -58,15 +78,25 @@ class WorkerHost:
     async def start(self) -> None:
         """Open the host's channel, join the workers group and start receiving."""
         self.channel = await self.layer.new_channel()
-        await self.layer.group_add(workers_group(), self.channel)
+        self.leases = Leases(self, Directory(self.layer))
+        await self.leases.beat()
+        try:
+            await self.layer.group_add(workers_group(), self.channel)
+        except Exception as exc:
+            logger.warning("worker host: could not join the workers group yet: %s", exc)
         self._spawn(self._receive())
         self._spawn(self._maintain())
+        self._spawn(self.leases.keep())
         self._started.set()
         logger.info("caravela_flow worker host ready on %s", self.channel)
 
     async def ready(self) -> None:
         """Wait until :meth:`start` has finished."""
         await self._started.wait()
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task the host owns (cancelled at shutdown)."""
+        return self._spawn(coro)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -98,6 +128,10 @@ class WorkerHost:
         pub = publisher(loop)
         if pub is not None:
             await pub.flush(max(deadline - loop.time(), 0))
+        if self._endings:
+            await asyncio.wait(list(self._endings), timeout=max(deadline - loop.time(), 0.5))
+        if self.leases is not None:
+            await self.leases.leave()
         await cancel_and_wait(list(self._tasks), max(deadline - loop.time(), 1.0))
 
     async def _receive(self) -> None:
@@ -109,26 +143,65 @@ class WorkerHost:
         conf = get_settings()
         refreshed = time.monotonic()
         while True:
-            await asyncio.sleep(SWEEP_SECONDS)
+            await asyncio.sleep(min(SWEEP_SECONDS, conf.GROUP_REFRESH_SECONDS))
+            if time.monotonic() - refreshed < conf.GROUP_REFRESH_SECONDS:
+                continue
             try:
-                hosted = {info.id for info in supervisor.flows()}
-                for flow_id in list(self.joined - hosted):
-                    self.joined.discard(flow_id)
-                    await self.layer.group_discard(control_group(flow_id), self.channel)
-                if time.monotonic() - refreshed >= conf.GROUP_REFRESH_SECONDS:
-                    # Group membership expires (channels-redis group_expiry): renew it.
-                    refreshed = time.monotonic()
-                    await self.layer.group_add(workers_group(), self.channel)
-                    for flow_id in list(self.joined):
-                        await self.layer.group_add(control_group(flow_id), self.channel)
-            except Exception:
-                logger.warning("worker host: group maintenance failed", exc_info=True)
+                # Group membership expires (channels-redis group_expiry): renew it.
+                await self.layer.group_add(workers_group(), self.channel)
+                refreshed = time.monotonic()
+            except Exception as exc:
+                logger.warning("worker host: could not renew the workers group: %s", exc)
+
+    # -- the flows' lifecycle --------------------------------------------------
+
+    def publish(self, runner: FlowRunner, message: Message, final: bool) -> None:
+        """Deliver a hosted flow's message; at its end, record it in the directory."""
+        if runner.id in self.silenced:
+            if final:
+                self.silenced.discard(runner.id)
+                self.specs.pop(runner.id, None)
+            return
+        deliver(runner, message, final)
+        if final:
+            spec = self.specs.pop(runner.id, None)
+            if spec is not None and self.leases is not None:
+                task = self._spawn(self._record_end(runner.id, spec))
+                self._endings.add(task)
+                task.add_done_callback(self._endings.discard)
+
+    async def _record_end(self, flow_id: str, spec: dict[str, Any]) -> None:
+        assert self.leases is not None
+        retain = get_settings().RETAIN_SECONDS
+        for attempt in range(8):
+            try:
+                await self.leases.directory.finish(self.id, flow_id, spec, retain)
+                return
+            except Exception as exc:
+                if attempt == 7:
+                    logger.warning("worker host: could not record the end of %s: %s", flow_id, exc)
+                await asyncio.sleep(0.1 * 2**attempt)
+
+    def drop_silently(self, flow_id: str) -> None:
+        """Stop this host's copy of a flow another worker adopted; it sends nothing."""
+        self.specs.pop(flow_id, None)
+        self.silenced.add(flow_id)
+        try:
+            task = supervisor.stop(flow_id)
+        except FlowNotFound:
+            self.silenced.discard(flow_id)
+            return
+        if task is not None:
+            task.add_done_callback(lambda _: supervisor.forget(flow_id))
 
     # -- messages ------------------------------------------------------------
 
     def handle(self, message: Any) -> None:
         """Dispatch one message from the host's channel; bad messages are logged and dropped."""
         kind = message.get("type") if isinstance(message, dict) else None
+        gate = fencing.gate
+        if gate is not None and gate.held() and kind in _HELD_BACK:
+            return  # this host may have lost its lease: the caller asks again
         try:
             handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
             if handler is None:
@@ -162,6 +235,9 @@ class WorkerHost:
             flow_id = _text(message, "flow_id")
             if not is_flow_id(flow_id) or flow_id in supervisor:
                 raise FlowArgumentError(f"flow id {flow_id!r} is malformed or already in use")
+            key = message.get("key")
+            if key is not None and not (isinstance(key, str) and 0 < len(key) <= 200):
+                raise FlowArgumentError(f"key must be a short non-empty string, got {key!r:.80}")
         except (FlowError, KeyError) as exc:
             logger.warning("worker host: refused a start request: %s", exc)
             refusal = {"type": "caravela.refuse", "request": request, **_failure(exc)}
@@ -189,19 +265,28 @@ class WorkerHost:
 
     async def _launch(self, start: dict[str, Any], reply: str) -> None:
         request, flow_id = start["request"], start["flow_id"]
-        runner = supervisor.launch(
-            start["definition"], start["state"], start.get("notify"), flow_id=flow_id
-        )
+        definition, state = start["definition"], start["state"]
+        spec = {
+            "flow": definition.key,
+            "state": wire_state(state),
+            "notify": start.get("notify"),
+            "key": start.get("key"),
+        }
+        assert self.leases is not None
         try:
-            await self.layer.group_add(control_group(flow_id), self.channel)
-            self.joined.add(flow_id)
-        except Exception:
-            logger.exception("worker host: could not join the control group of %s", flow_id)
-            supervisor.stop(flow_id)
+            await self.leases.directory.register(self.id, flow_id, spec)
+        except Exception as exc:
+            logger.warning("worker host: could not record flow %s in Redis: %s", flow_id, exc)
             self.answers.pop(request, None)
             return
+        runner = supervisor.launch(
+            definition, state, start.get("notify"), flow_id=flow_id, publish=self.publish
+        )
+        runner.key = spec["key"]
+        self.specs[flow_id] = spec
         logger.info("started flow %s (%s)", runner.id, runner.definition.key)
-        self._reply(reply, {"type": "caravela.started", "request": request, "flow_id": flow_id})
+        started = {"type": "caravela.started", "request": request, "flow_id": flow_id}
+        self._reply(reply, {**started, "worker": self.channel})
 
     def _decline(self, message: dict[str, Any]) -> None:
         pending = self.offers.pop(_text(message, "request"), None)

@@ -44,16 +44,24 @@ async def _settled(task: asyncio.Task[None]) -> None:
     await asyncio.wait([task], timeout=get_settings().REQUEST_TIMEOUT)
 
 
+def _launch(definition: FlowDefinition, state: State, notify: Any, key: str | None) -> FlowRunner:
+    return supervisor.launch(definition, state, notify, key=key)
+
+
 class LocalBackend:
     """Runs flows in this process."""
 
-    def start(self, definition: FlowDefinition, state: State, notify: Any) -> FlowHandle:
-        runner: FlowRunner = call_on(home_loop(), supervisor.launch, definition, state, notify)
-        return FlowHandle(runner.id, definition.key)
+    def start(
+        self, definition: FlowDefinition, state: State, notify: Any, key: str | None = None
+    ) -> FlowHandle:
+        runner: FlowRunner = call_on(home_loop(), _launch, definition, state, notify, key)
+        return FlowHandle(runner.id, definition.key, runner.key)
 
-    async def astart(self, definition: FlowDefinition, state: State, notify: Any) -> FlowHandle:
-        runner = supervisor.launch(definition, state, notify)
-        return FlowHandle(runner.id, definition.key)
+    async def astart(
+        self, definition: FlowDefinition, state: State, notify: Any, key: str | None = None
+    ) -> FlowHandle:
+        runner = _launch(definition, state, notify, key)
+        return FlowHandle(runner.id, definition.key, runner.key)
 
     def signal(self, flow_id: str, update: Any, args: tuple[Any, ...]) -> None:
         runner = supervisor.running(flow_id)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 
+from . import fencing
 from .conf import get_settings
 from .groups import flow_group
 
@@ -163,6 +164,9 @@ class Publisher:
             await asyncio.wait(busy, timeout=deadline - loop.time())
 
     async def _group_send(self, group: str, message: Message, final: bool) -> None:
+        gate = fencing.gate
+        if gate is not None and gate.held():
+            await gate.wait()  # worker mode: publish nothing while the lease may be lost
         attempts = FINAL_ATTEMPTS if final else 1
         for attempt in range(attempts):
             try:

@@ -33,9 +33,10 @@ from typing import Any, TypeVar
 from channels.exceptions import ChannelFull
 from channels.layers import channel_layers
 
-from .addressing import control_group, workers_group
+from .addressing import workers_group
 from .callables import function_path
 from .conf import get_settings
+from .directory import Directory
 from .errors import (
     FlowArgumentError,
     FlowError,
@@ -65,6 +66,12 @@ RETRY_FACTOR = 3.0
 DEFAULT_CAPACITY = 100
 #: Seconds :meth:`Client.close` waits for its tasks to end.
 CLOSE_SECONDS = 5.0
+#: Seconds between looks in the directory for a flow with no reachable host.
+ROUTE_POLL = 0.25
+#: Seconds between looks at a key whose flow another caller is starting.
+KEY_POLL = 0.05
+#: Routes remembered per client (then forgotten all at once).
+MAX_ROUTES = 50_000
 
 
 class Client:
@@ -82,6 +89,9 @@ class Client:
         #: Starts and requests under way (at most half the layer's channel capacity).
         self.in_flight = 0
         self._slots: asyncio.Semaphore | None = None
+        self.directory: Directory | None = None
+        #: Flow id → its host's channel, as last found in the directory.
+        self._routes: dict[str, str] = {}
 
     async def _connect(self) -> None:
         if self.channel is not None:
@@ -94,6 +104,7 @@ class Client:
                 self.layer = channel_layers.make_backend(alias)
                 capacity = getattr(self.layer, "capacity", DEFAULT_CAPACITY)
                 self._slots = asyncio.Semaphore(max(1, int(capacity) // 2))
+                self.directory = Directory(self.layer)
                 self.channel = await self.layer.new_channel()
                 self._receiver = asyncio.get_running_loop().create_task(self._receive())
 
@@ -140,30 +151,75 @@ class Client:
 
     # -- start -------------------------------------------------------------
 
-    async def start(self, key: str, state: State, notify: str | None) -> str:
-        """Have one worker host a new flow; returns its id."""
+    async def start(
+        self, key: str, state: State, notify: str | None, flow_key: str | None = None
+    ) -> str:
+        """Have one worker host a new flow (or find the running one of ``flow_key``)."""
         await self._connect()
         timeout = get_settings().START_TIMEOUT
         deadline = asyncio.get_running_loop().time() + timeout
+        flow_id = uuid.uuid4().hex
+        key_name = ""
+        if flow_key is not None:
+            key_name, holder = await self._claim(key, flow_key, flow_id, deadline, timeout)
+            if holder != flow_id:
+                return holder
         if not await self._take_slot(deadline):
+            await self._quiet_release(key_name, flow_id)
             raise NoWorkerAvailable(
                 f"flow {key}: start not sent within {timeout:g} s: this process "
                 f"already had {self.in_flight} requests in flight"
             )
         try:
-            return await self._start(key, state, notify, deadline, timeout)
+            return await self._start(key, state, notify, flow_id, flow_key, deadline, timeout)
+        except BaseException:
+            await self._quiet_release(key_name, flow_id)
+            raise
         finally:
             self._release_slot()
 
+    async def _claim(
+        self, key: str, flow_key: str, flow_id: str, deadline: float, timeout: float
+    ) -> tuple[str, str]:
+        """Take the key for ``flow_id``, or wait until its holder is registered; → holder."""
+        assert self.directory is not None
+        loop = asyncio.get_running_loop()
+        name = self.directory.key_name(key, flow_key)
+        problem = "another caller's start of it did not complete"
+        while loop.time() < deadline:
+            try:
+                holder = await self.directory.claim_key(name, flow_id, timeout * 2 + 1)
+                if holder == flow_id or (await self.directory.route(holder)).owner:
+                    return name, holder
+            except Exception as exc:  # Redis is out of reach: try again until the deadline
+                problem = f"cannot reach Redis ({type(exc).__name__}: {exc})"
+            await asyncio.sleep(KEY_POLL)
+        raise NoWorkerAvailable(f"flow {key} with key {flow_key!r}: {problem} within {timeout:g} s")
+
+    async def _quiet_release(self, key_name: str, flow_id: str) -> None:
+        if key_name and self.directory is not None:
+            try:
+                await self.directory.release_key(key_name, flow_id)
+            except Exception:
+                logger.debug("caravela_flow client: could not release key %s", key_name)
+
     async def _start(
-        self, key: str, state: State, notify: str | None, deadline: float, timeout: float
+        self,
+        key: str,
+        state: State,
+        notify: str | None,
+        flow_id: str,
+        flow_key: str | None,
+        deadline: float,
+        timeout: float,
     ) -> str:
         conf = get_settings()
         loop = asyncio.get_running_loop()
-        flow_id, request = uuid.uuid4().hex, uuid.uuid4().hex
+        request = uuid.uuid4().hex
         queue = self._waiters[request] = asyncio.Queue()
         accepted: str | None = None
         accept = {"type": "caravela.accept", "request": request, "reply": self.channel}
+        problem = f"is `manage.py runworker {conf.WORKER_CHANNEL}` running?"
         try:
             await self._send(
                 conf.WORKER_CHANNEL,
@@ -175,6 +231,7 @@ class Client:
                     "flow": key,
                     "state": wire_state(state),
                     "notify": notify,
+                    "key": flow_key,
                     "expires": time.time() + timeout,
                 },
                 deadline,
@@ -199,6 +256,8 @@ class Client:
                         decline = {"type": "caravela.decline", "request": request}
                         self._background(self._quiet_send(worker, decline))
                 elif kind == "caravela.started":
+                    if isinstance(worker, str):
+                        self._routes[flow_id] = worker
                     return flow_id
                 elif kind == "caravela.refuse" and accepted in (None, worker):
                     if reply.get("error") == "expired":
@@ -207,12 +266,15 @@ class Client:
                             "(it is shutting down, or the offer expired)"
                         )
                     raise _error(reply)
-        except (TimeoutError, ChannelFull):
+        except FlowError:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, (TimeoutError, ChannelFull)):
+                problem = f"cannot reach Redis ({type(exc).__name__}: {exc})"
             if accepted is not None:  # it may have started after all: stop it
                 self._background(self._quiet_stop(flow_id))
             raise NoWorkerAvailable(
-                f"no worker took flow {key} within {timeout:g} s; is "
-                f"`manage.py runworker {conf.WORKER_CHANNEL}` running?"
+                f"no worker took flow {key} within {timeout:g} s; {problem}"
             ) from None
         finally:
             del self._waiters[request]
@@ -243,7 +305,15 @@ class Client:
     # -- requests to one flow ----------------------------------------------
 
     async def request(self, flow_id: str, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
-        """Send a request to the flow's host and return its reply (retrying until answered)."""
+        """Send a request to the flow's host and return its reply (retrying until answered).
+
+        The host is found in the directory. A flow the directory does not know
+        fails at once with :class:`FlowNotFound`; one whose worker was lost, or
+        while Redis is out of reach, is asked again until ``REQUEST_TIMEOUT``,
+        then :class:`FlowUnreachable`. A request holds one of this process's
+        in-flight slots only until its first wait ends, so calls to dead flows
+        never hold up calls to live ones.
+        """
         await self._connect()
         loop = asyncio.get_running_loop()
         timeout = get_settings().REQUEST_TIMEOUT
@@ -253,15 +323,6 @@ class Client:
                 f"flow {flow_id}: {kind} not sent within {timeout:g} s: this process "
                 f"already had {self.in_flight} requests in flight"
             )
-        try:
-            return await self._request(flow_id, kind, fields, deadline, timeout)
-        finally:
-            self._release_slot()
-
-    async def _request(
-        self, flow_id: str, kind: str, fields: dict[str, Any], deadline: float, timeout: float
-    ) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
         request = uuid.uuid4().hex
         message = {
             "type": f"caravela.{kind}",
@@ -270,34 +331,76 @@ class Client:
             "flow_id": flow_id,
             **fields,
         }
-        group = control_group(flow_id)
         queue = self._waiters[request] = asyncio.Queue()
-        # Late for the usual round trip, but with time left for at least one repeat.
-        wait = max(FIRST_RETRY, min(RETRY_FACTOR * self.latency, timeout / 2))
-        sent = loop.time()
+        holding = True
         try:
+            # Late for the usual round trip, but with time left for at least one repeat.
+            wait = max(FIRST_RETRY, min(RETRY_FACTOR * self.latency, timeout / 2))
+            problem = "no answer"
+            sent = loop.time()
             while True:
+                channel, problem = await self._locate(flow_id, problem)
+                if channel is not None:
+                    try:
+                        await self.layer.send(channel, message)
+                    except ChannelFull:
+                        problem = "its worker's channel stayed full"
+                    except Exception as exc:
+                        problem = f"cannot reach Redis ({type(exc).__name__}: {exc})"
+                pause = wait if channel is not None else ROUTE_POLL
                 try:
-                    await self.layer.group_send(group, message)
-                except Exception:
-                    logger.warning("caravela_flow client: group_send failed", exc_info=True)
-                try:
-                    reply = await self._next(queue, min(wait, deadline - loop.time()))
-                    break
+                    reply = await self._next(queue, min(pause, deadline - loop.time()))
                 except TimeoutError:
+                    if holding:
+                        holding = False
+                        self._release_slot()
+                    self._routes.pop(flow_id, None)
                     if loop.time() >= deadline:
                         raise FlowUnreachable(
-                            f"flow {flow_id}: no runner answered {kind} within {timeout:g} s; "
-                            "it is not running (unknown id, finished and no longer retained), "
-                            "or its worker is down or overloaded"
+                            f"flow {flow_id}: no runner answered {kind} within {timeout:g} s "
+                            f"({problem})"
                         ) from None
-                    wait = min(wait * 2, max(wait, MAX_RETRY))
+                    if channel is not None:
+                        wait = min(wait * 2, max(wait, MAX_RETRY))
+                    continue
+                if reply.get("error") == "not_found" and self._routes.pop(flow_id, None):
+                    # The flow may have moved (adopted elsewhere): look it up afresh.
+                    fresh, _ = await self._locate(flow_id, problem)
+                    if fresh is not None and fresh != channel:
+                        continue
+                break
         finally:
             del self._waiters[request]
+            if holding:
+                self._release_slot()
         self.latency += (loop.time() - sent - self.latency) / 5
         if not reply.get("ok"):
             raise _error(reply)
         return reply
+
+    async def _locate(self, flow_id: str, problem: str) -> tuple[str | None, str]:
+        """The channel of the flow's host (None for now, with why); FlowNotFound if unknown."""
+        cached = self._routes.get(flow_id)
+        if cached is not None:
+            return cached, problem
+        assert self.directory is not None
+        try:
+            route = await self.directory.route(flow_id)
+        except Exception as exc:
+            return None, f"cannot reach Redis ({type(exc).__name__}: {exc})"
+        if route.owner is None:
+            settling = 2 * get_settings().LEASE_SECONDS + 1
+            if route.epoch is None or time.time() - route.epoch < settling:
+                return None, "no worker has registered it yet (Redis restarted, or no worker)"
+            raise FlowNotFound(
+                f"no flow with id {flow_id!r} (never started, or finished and no longer retained)"
+            )
+        if route.channel is None:
+            return None, "its worker was lost and no other worker has adopted it yet"
+        if len(self._routes) >= MAX_ROUTES:
+            self._routes.clear()
+        self._routes[flow_id] = route.channel
+        return route.channel, problem
 
     async def flows(self, seconds: float = 0.5) -> list[FlowInfo]:
         """Ask every worker for the flows it hosts; collects answers for ``seconds``."""
@@ -307,7 +410,12 @@ class Client:
         found: list[FlowInfo] = []
         try:
             ask = {"type": "caravela.list", "request": request, "reply": self.channel}
-            await self.layer.group_send(workers_group(), ask)
+            try:
+                await self.layer.group_send(workers_group(), ask)
+            except Exception as exc:
+                raise FlowUnreachable(
+                    f"cannot ask the workers for their flows: cannot reach Redis ({exc})"
+                ) from None
             loop = asyncio.get_running_loop()
             deadline = loop.time() + seconds
             while True:
@@ -388,13 +496,17 @@ def _update_fields(update: Any, args: tuple[Any, ...]) -> dict[str, Any]:
 class WorkerBackend:
     """Runs flows in ``runworker`` processes reached over the channel layer."""
 
-    def start(self, definition: Any, state: State, notify: Any) -> FlowHandle:
-        key = definition.key
-        return FlowHandle(_run(lambda c: c.start(key, state, notify)), key)
+    def start(
+        self, definition: Any, state: State, notify: Any, key: str | None = None
+    ) -> FlowHandle:
+        name = definition.key
+        return FlowHandle(_run(lambda c: c.start(name, state, notify, key)), name, key)
 
-    async def astart(self, definition: Any, state: State, notify: Any) -> FlowHandle:
-        key = definition.key
-        return FlowHandle(await client().start(key, state, notify), key)
+    async def astart(
+        self, definition: Any, state: State, notify: Any, key: str | None = None
+    ) -> FlowHandle:
+        name = definition.key
+        return FlowHandle(await client().start(name, state, notify, key), name, key)
 
     def signal(self, flow_id: str, update: Any, args: tuple[Any, ...]) -> None:
         fields = _update_fields(update, args)

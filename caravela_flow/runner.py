@@ -20,6 +20,7 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import fencing
 from .calls import call, exc_reason
 from .results import Error, Ok, Retry, Skip
 from .state import StateError, check_state, copy_state, same_json, wire_state
@@ -136,9 +137,11 @@ class FlowRunner:
         "_pending",
         "_wake",
         "abort_reason",
+        "adoptions",
         "crashes",
         "definition",
         "id",
+        "key",
         "loop",
         "notify",
         "publish",
@@ -178,6 +181,10 @@ class FlowRunner:
         self._pending: list[tuple[Any, tuple[Any, ...]]] | None = None
         self._wake: asyncio.Future[bool] | None = None
         self._crash: Crash | None = None
+        #: Worker mode: how many times the flow was adopted from a lost worker.
+        self.adoptions = 0
+        #: The flow's key (``start(..., key=...)``), or None.
+        self.key: str | None = None
 
     def __repr__(self) -> str:
         return f"<FlowRunner {self.definition.key} {self.id} {self.status.value}>"
@@ -300,6 +307,9 @@ class FlowRunner:
                 stack += (step.step, 0)
             else:
                 del stack[-2:]
+                gate = fencing.gate
+                if gate is not None and gate.held():
+                    await gate.wait()  # worker mode: this host may have lost its lease
                 await leaf[kind](self, step)
 
     async def _sleep_or_wake(self, seconds: float | None) -> bool:

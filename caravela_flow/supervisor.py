@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ class FlowInfo:
     status: str
     version: int
     restarts: int
+    #: The key it was started with (``start(..., key=...)``), or None.
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ class Supervisor:
 
     def __init__(self) -> None:
         self._flows: dict[str, FlowRunner] = {}
+        #: (definition key, key) → id of the running flow of that key.
+        self._keys: dict[tuple[str, str], str] = {}
+        self._keys_lock = threading.Lock()
 
     # -- starting and finding --------------------------------------------
 
@@ -76,10 +82,36 @@ class Supervisor:
         *,
         flow_id: str | None = None,
         publish: Callable[[FlowRunner, Message, bool], None] = deliver,
+        key: str | None = None,
     ) -> FlowRunner:
-        """Start a runner on the running loop (call it on that loop's thread)."""
+        """Start a runner on the running loop (call it on that loop's thread).
+
+        With a ``key``, a running flow of the same definition and key is
+        returned instead, unchanged.
+        """
         loop = asyncio.get_running_loop()
         flow_id = flow_id or uuid.uuid4().hex
+        if key is None:
+            return self._launch(definition, state, notify, flow_id, publish, loop)
+        with self._keys_lock:
+            held = self._keys.get((definition.key, key))
+            running = self._flows.get(held) if held is not None else None
+            if running is not None and not running.status.finished:
+                return running
+            runner = self._launch(definition, state, notify, flow_id, publish, loop)
+            runner.key = key
+            self._keys[(definition.key, key)] = flow_id
+            return runner
+
+    def _launch(
+        self,
+        definition: FlowDefinition,
+        state: State,
+        notify: Any,
+        flow_id: str,
+        publish: Callable[[FlowRunner, Message, bool], None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> FlowRunner:
         runner = FlowRunner(flow_id, definition, state, loop, publish, notify)
         # No task name and no done-callback: each costs ~100-300 bytes per idle flow.
         runner.task = loop.create_task(self._supervise(runner))
@@ -111,7 +143,14 @@ class Supervisor:
     def flows(self) -> list[FlowInfo]:
         """A description of every hosted flow (running and retained)."""
         return [
-            FlowInfo(r.id, r.definition.key, r.status.public, r.version, len(r.crashes or ()))
+            FlowInfo(
+                r.id,
+                r.definition.key,
+                r.status.public,
+                r.version,
+                len(r.crashes or ()) + r.adoptions,
+                r.key,
+            )
             for r in list(self._flows.values())
         ]
 
@@ -220,6 +259,10 @@ class Supervisor:
 
     def _finish(self, runner: FlowRunner, status: Status, reason: str = "") -> None:
         runner.set_status(status)
+        if runner.key is not None:
+            with self._keys_lock:
+                if self._keys.get((runner.definition.key, runner.key)) == runner.id:
+                    del self._keys[(runner.definition.key, runner.key)]
         if status is Status.FAILED:
             runner.reason = reason
             logger.info("flow %s failed: %s", runner.id, reason)

@@ -30,7 +30,6 @@ from caravela_flow import (
     remote,
     wait,
 )
-from caravela_flow.addressing import control_group
 from caravela_flow.api import backend
 from caravela_flow.errors import FlowUnreachable
 from caravela_flow.groups import flow_group
@@ -247,8 +246,8 @@ async def test_a_raw_signal_naming_an_undeclared_function_is_refused_and_runs_no
         "subprocess:call",
     ]
     async with Subscriber() as peer:
-        await peer.layer.group_send(
-            control_group(handle.id),
+        await peer.layer.send(
+            lone.channel,
             {
                 "type": "caravela.signal",
                 "request": uuid.uuid4().hex,
@@ -268,7 +267,7 @@ async def test_a_raw_signal_naming_an_undeclared_function_is_refused_and_runs_no
                 "fn": path,
                 "args": [],
             }
-            await peer.layer.group_send(control_group(handle.id), forged)
+            await peer.layer.send(lone.channel, forged)
             reply = await peer.wait_for(lambda m, r=request: m.get("request") == r)
             assert (reply["ok"], reply["error"]) == (False, "bad_request"), reply
             logged = rf"WARNING .*refused caravela.signal .*{re.escape(path)}"
