@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.apps import apps as django_apps
 from django.conf import settings
@@ -69,6 +70,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         )
     if conf.MODE == "worker" and not errors:
         errors.extend(_check_worker_routing(conf.WORKER_CHANNEL))
+        errors.extend(_check_redis_exposure(layer or {}))
         names = [config.name for config in django_apps.get_app_configs()]
         if names.index("channels") < names.index("caravela_flow"):
             errors.append(
@@ -111,3 +113,44 @@ def _check_worker_routing(channel: str) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _open_hosts(layer: dict[str, Any]) -> list[str]:
+    """The layer's Redis hosts that are reached over a network with no password."""
+    config = layer.get("CONFIG") or {}
+    found = []
+    for host in config.get("hosts") or []:
+        options = host if isinstance(host, dict) else {"address": host}
+        address = options.get("address")
+        if isinstance(address, (tuple, list)) and address:
+            name, url_password = str(address[0]), None
+        elif isinstance(address, str):
+            parts = urlsplit(address)
+            if parts.scheme == "unix":
+                continue
+            name, url_password = parts.hostname or "", parts.password
+        else:
+            continue  # Sentinel and other forms: not judged here
+        if name in LOOPBACK or url_password or options.get("password"):
+            continue
+        found.append(name)
+    return found
+
+
+def _check_redis_exposure(layer: dict[str, Any]) -> list[CheckMessage]:
+    hosts = _open_hosts(layer)
+    if not hosts:
+        return []
+    return [
+        Warning(
+            f"Worker mode reaches Redis at {', '.join(hosts)} with no password. Anyone who "
+            "can write to that Redis can forge flow messages and start, signal or stop "
+            "any flow.",
+            hint="Give Redis a password or an ACL user and use TLS: "
+            '"address": "rediss://user:password@host:6380/0".',
+            id="caravela_flow.W004",
+        )
+    ]

@@ -12,11 +12,16 @@ hop to another thread.
   so the handshake, not the delivery, makes a start happen once. No offer in
   ``START_TIMEOUT`` → :class:`NoWorkerAvailable`, and offers that arrive
   later are never accepted, so nothing starts by surprise.
-- ``signal``/``get_state``/``stop`` go to the flow's control group, which its
-  host joins. Each request carries an id and waits for the reply; with no
-  reply it is sent again (the host answers a repeated id from its memory
-  instead of applying it twice) until ``REQUEST_TIMEOUT``, then raises
-  :class:`FlowUnreachable`. A signal is applied or its call raises.
+- ``signal``/``get_state``/``stop`` find the flow's host in the directory
+  (:mod:`caravela_flow.directory`) and go straight to its channel. Each
+  request carries an id and waits for the reply; with no reply it is sent
+  again (the host answers a repeated id from its memory instead of applying
+  it twice), looking the flow up afresh (it may have been adopted), until
+  ``REQUEST_TIMEOUT``, then raises :class:`FlowUnreachable`. A signal is
+  applied or its call raises. An id the directory does not know raises
+  :class:`FlowNotFound` at once.
+- ``start(..., key=...)`` first claims the key with a ``SET NX`` in Redis;
+  a caller that loses the race waits for the winner's flow and returns it.
 """
 
 from __future__ import annotations

@@ -162,6 +162,43 @@ class CheckTests(SimpleTestCase):
         with override_settings(INSTALLED_APPS=apps):
             self.assertEqual(check_settings(), [])  # local mode does not care
 
+    def test_w004_worker_mode_with_a_networked_redis_and_no_password(self) -> None:
+        def layers(*hosts: Any) -> dict[str, Any]:
+            backend = "channels_redis.core.RedisChannelLayer"
+            return {"default": {"BACKEND": backend, "CONFIG": {"hosts": list(hosts)}}}
+
+        warned = [
+            "redis://redis.internal:6379/0",
+            {"address": "redis://10.0.0.5:6379/0", "socket_timeout": 15},
+            {"address": ("redis.internal", 6379)},
+            "rediss://redis.internal:6380/0",
+        ]
+        quiet = [
+            "redis://127.0.0.1:6379/0",
+            "redis://localhost/0",
+            "unix:///run/redis.sock",
+            "redis://:secret@redis.internal:6379/0",
+            "rediss://caravela:secret@redis.internal:6380/0",
+            {"address": "redis://redis.internal:6379/0", "password": "secret"},
+        ]
+        for host in warned:
+            with (
+                self.subTest(host=host),
+                override_settings(CARAVELA_FLOW=WORKER, CHANNEL_LAYERS=layers(host)),
+            ):
+                [warning] = check_settings()
+                self.assertEqual(warning.id, "caravela_flow.W004")
+                self.assertIn("redis.internal" if "internal" in str(host) else "10.0", warning.msg)
+                self.assertIn("rediss://", warning.hint)
+        for host in quiet:
+            with (
+                self.subTest(host=host),
+                override_settings(CARAVELA_FLOW=WORKER, CHANNEL_LAYERS=layers(host)),
+            ):
+                self.assertEqual(check_settings(), [])
+        with override_settings(CHANNEL_LAYERS=layers(warned[0])):
+            self.assertEqual(check_settings(), [])  # local mode never talks to Redis itself
+
     @override_settings(ASGI_APPLICATION=None, CHANNEL_LAYERS={})
     @modify_settings(INSTALLED_APPS={"remove": ["channels", "daphne"]})
     def test_several_problems_are_reported_together(self) -> None:

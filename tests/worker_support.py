@@ -198,13 +198,15 @@ def _kill_leftovers() -> None:
 class RedisServer:
     """A private ``redis-server`` (no persistence) on a free port of 127.0.0.1."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, port: int | None = None) -> None:
         assert REDIS_SERVER is not None
         for _ in range(5):
-            self.port = free_port()
+            self.port = port or free_port()
             args = [REDIS_SERVER, "--port", str(self.port), "--save", "", "--appendonly", "no"]
             args += ["--bind", "127.0.0.1", "--dir", str(log_dir)]
-            self.process = Process("redis-server", args, dict(os.environ), log_dir / "redis.log")
+            self.process = Process(
+                "redis-server", args, dict(os.environ), log_dir / f"redis-{self.port}.log"
+            )
             try:
                 self.process.wait_for("Ready to accept connections", STARTUP_SECONDS)
                 return
@@ -256,10 +258,10 @@ class WorkerPool:
         self.log_dir = log_dir
         self.workers: list[Worker] = []
 
-    def spawn(self, count: int = 1) -> list[Worker]:
-        """Start ``count`` workers and wait until each is ready."""
+    def spawn(self, count: int = 1, **extra_env: str) -> list[Worker]:
+        """Start ``count`` workers (with ``extra_env``) and wait until each is ready."""
         args = [sys.executable, str(ROOT / "manage.py"), "runworker", WORKER_CHANNEL]
-        env = worker_env(self.redis_url, self.prefix)
+        env = {**worker_env(self.redis_url, self.prefix), **extra_env}
         new = []
         for _ in range(count):
             number = len(self.workers) + 1

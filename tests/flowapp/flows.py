@@ -44,3 +44,7 @@ class WorkerFlows(Flows):
     hold = flow(wait_until(finished), set_state(mark_ran), initial_state={"count": 0})
     #: Ends at once.
     quick = flow(set_state(mark_ran), initial_state={"ran": False})
+    #: As ``hold``, but never restarted: not adopted when its worker is lost.
+    hold_temporary = flow(
+        wait_until(finished), set_state(mark_ran), initial_state={"count": 0}, restart="temporary"
+    )
