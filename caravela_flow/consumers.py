@@ -18,7 +18,10 @@ import logging
 from typing import Any
 
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.core.serializers.json import DjangoJSONEncoder
 
 from .api import backend
@@ -27,6 +30,7 @@ from .errors import FlowNotFound
 from .groups import flow_group
 from .tokens import TokenRefused, read_token
 from .types import Message
+from .watch import Watch, watch
 
 logger = logging.getLogger("caravela_flow")
 
@@ -36,7 +40,17 @@ CLOSE_ERROR = 4500
 CLOSE_REFUSED = 4403
 CLOSE_GONE = 4404
 
+#: Seconds between attempts to receive, at most, while the channel layer fails.
+RECEIVE_RETRY_MAX = 2.0
+
 FINAL_STATUSES = frozenset({"done", "failed", "stopped"})
+#: A snapshot's status → the event (and its field) that carries it.
+_SNAPSHOT_EVENTS = {
+    "running": ("state", "state"),
+    "done": ("done", "state"),
+    "stopped": ("stopped", "state"),
+    "failed": ("error", "reason"),
+}
 
 
 class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
@@ -49,13 +63,40 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     closing: bool = False
     _group: str | None = None
     _refresher: asyncio.Task[None] | None = None
+    _watch: Watch | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        # Daphne cancels instances at shutdown without calling disconnect().
+        # As Channels' own, but a layer that fails to receive (Redis restarting)
+        # is asked again instead of crashing the consumer (daphne would close 1011).
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
         try:
-            await super().__call__(scope, receive, send)
+            if self.channel_layer is None:
+                await await_many_dispatch([receive], self.dispatch)
+            else:
+                self.channel_name = await self._retry(self.channel_layer.new_channel)
+                await await_many_dispatch([receive, self._channel_receive], self.dispatch)
+        except StopConsumer:
+            pass
         finally:
+            # Daphne cancels instances at shutdown without calling disconnect().
             self._stop_refresher()
+            if self._watch is not None:
+                self._watch.discard(self)
+
+    async def _channel_receive(self) -> Any:
+        return await self._retry(lambda: self.channel_layer.receive(self.channel_name))
+
+    async def _retry(self, call: Any) -> Any:
+        delay = 0.1
+        while True:
+            try:
+                return await call()
+            except Exception as exc:
+                logger.debug("flow %s: channel layer failed (%s); retrying", self.flow_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECEIVE_RETRY_MAX)
 
     async def connect(self) -> None:
         """Accept, check the token, join the group, then send the snapshot."""
@@ -93,10 +134,13 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         if snapshot.status in FINAL_STATUSES:
             await self._close(CLOSE_NORMAL)
-        else:
-            self._refresher = asyncio.create_task(
-                self._refresh_membership(), name=f"caravela-flow subscription {self.flow_id}"
-            )
+            return
+        if get_settings().MODE == "worker":
+            self._watch = watch(self.channel_layer)
+            self._watch.add(self)
+        self._refresher = asyncio.create_task(
+            self._refresh_membership(), name=f"caravela-flow subscription {self.flow_id}"
+        )
 
     async def dispatch(self, message: Message) -> None:
         """Forward the flow's messages straight away.
@@ -128,6 +172,8 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         """Stop renewing the membership and leave the flow's group."""
         self.closing = True
         self._stop_refresher()
+        if self._watch is not None:
+            self._watch.discard(self)
         if self._group is not None:
             group, self._group = self._group, None
             try:
@@ -165,6 +211,42 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         payload[field] = message.get(field)
         if await self._send(payload) and final:
             await self._close(CLOSE_NORMAL)
+
+    # -- faults (worker mode, called by the loop's Watch) ------------------------
+
+    async def resync(self) -> None:
+        """Redis restarted: join the group again; forward the snapshot if it is newer."""
+        if self.closing or self._group is None or self.flow_id is None:
+            return
+        try:
+            await self.channel_layer.group_add(self._group, self.channel_name)
+            snapshot = await backend().asnapshot(self.flow_id)
+        except FlowNotFound:
+            await self._close(CLOSE_GONE)
+            return
+        except Exception as exc:
+            logger.warning("flow %s: could not re-synchronise a subscriber: %s", self.flow_id, exc)
+            await self._close(CLOSE_ERROR)  # the client reconnects and asks again
+            return
+        kind, field = _SNAPSHOT_EVENTS.get(snapshot.status, ("state", "state"))
+        message = {
+            "type": f"flow.{kind}",
+            "flow_id": snapshot.flow_id,
+            "version": snapshot.version,
+            "state": snapshot.state,
+            "reason": snapshot.reason or "",
+        }
+        await self._forward(message, kind, field, final=snapshot.status in FINAL_STATUSES)
+
+    async def gone(self) -> None:
+        """The directory no longer knows the flow."""
+        logger.info("flow %s: gone from the directory; closing its subscriber", self.flow_id)
+        await self._close(CLOSE_GONE)
+
+    async def lost(self) -> None:
+        """The flow's worker is lost and nobody adopted it: the client reconnects and asks."""
+        logger.warning("flow %s: its worker is lost and not yet replaced", self.flow_id)
+        await self._close(CLOSE_ERROR)
 
     # -- helpers -------------------------------------------------------------
 

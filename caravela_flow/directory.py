@@ -237,6 +237,28 @@ class Directory:
         )
         return bool(held), float(_text(epoch) or 0)
 
+    async def epoch(self) -> float | None:
+        """When this Redis first saw a host (None: it is empty, e.g. it just restarted)."""
+        value = _text(await self.redis.get(self._k("epoch")))
+        return float(value) if value else None
+
+    async def routes(self, flow_ids: list[str]) -> list[Route]:
+        """The route of each flow (epoch left out), in two round trips for all of them."""
+        if not flow_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for flow_id in flow_ids:
+                pipe.get(self._k("owner", flow_id))
+            owners = [_text(owner) for owner in await pipe.execute()]
+        hosts = sorted({owner for owner in owners if owner})
+        channels: dict[str, str | None] = {}
+        if hosts:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for host in hosts:
+                    pipe.get(self._k("host", host))
+                channels = dict(zip(hosts, map(_text, await pipe.execute()), strict=True))
+        return [Route(owner, channels.get(owner) if owner else None, None) for owner in owners]
+
     async def owner(self, flow_id: str) -> str | None:
         return _text(await self.redis.get(self._k("owner", flow_id)))
 

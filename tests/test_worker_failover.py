@@ -11,6 +11,7 @@ separate processes get one flow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from caravela_flow import (
     asignal,
     astart,
     astop,
+    subscription_url,
 )
 from caravela_flow.api import backend
 from caravela_flow.groups import flow_group
@@ -36,6 +38,7 @@ from tests.flowapp.flows import WorkerFlows, increment
 from tests.test_worker_resilience import hosted_ids, start_on_both
 from tests.worker_support import (
     ROOT,
+    Daphne,
     RedisServer,
     Subscriber,
     WorkerPool,
@@ -51,6 +54,9 @@ LEASE = 2.0
 LEASE_ENV = {"CARAVELA_FLOW_LEASE_SECONDS": str(LEASE)}
 #: Adoption is promised within 2 * LEASE; the rest is slack for a loaded 2-core machine.
 ADOPTION_BOUND = 2 * LEASE + 10
+#: Sockets are live again within 10 s of Redis answering; slack as above.
+RESTART_BOUND = 10 + 10
+SOCKETS = 20
 
 
 def adopted_ids(log_matches: list[Any]) -> list[str]:
@@ -148,12 +154,14 @@ async def test_a_host_paused_past_its_lease_keeps_no_second_copy(
         assert lost <= await hosted_ids(survivor)
 
 
-async def test_after_redis_restarts_empty_every_running_flow_is_reachable_again(
+async def test_after_redis_restarts_empty_every_flow_and_open_socket_is_live_again(
     worker_logs: Path,
 ) -> None:
+    websockets = pytest.importorskip("websockets.asyncio.client")
     server = RedisServer(worker_logs)
     prefix = unique_prefix("redis-restart")
     pool = WorkerPool(server.url, prefix, worker_logs)
+    daphne = Daphne(server.url, prefix, worker_logs, **LEASE_ENV)
     try:
         pool.spawn(2, **LEASE_ENV)
         with worker_mode(
@@ -161,24 +169,68 @@ async def test_after_redis_restarts_empty_every_running_flow_is_reachable_again(
         ):
             handles = await bounded([lambda: astart(WorkerFlows, "hold")] * 100, 20)
             await bounded([lambda h=h: asignal(h, increment) for h in handles], 20)
+            watched = handles[:SOCKETS]
+            async with contextlib.AsyncExitStack() as sockets:
+                opened = [
+                    await sockets.enter_async_context(
+                        websockets.connect(daphne.url(subscription_url(h)), origin=daphne.origin)
+                    )
+                    for h in watched
+                ]
+                for socket in opened:
+                    first = json.loads(await asyncio.wait_for(socket.recv(), 20))
+                    assert (first["event"], first["state"]["count"]) == ("snapshot", 1)
 
-            server.stop()
-            # While Redis is down, calls fail with a FlowError within their timeout.
-            with pytest.raises(NoWorkerAvailable):
-                await astart(WorkerFlows, "hold")
-            server = RedisServer(worker_logs, port=server.port)
-            back = time.monotonic()
+                server.stop()
+                # While Redis is down, calls fail with a FlowError within their timeout.
+                with pytest.raises(NoWorkerAvailable):
+                    await astart(WorkerFlows, "hold")
+                server = RedisServer(worker_logs, port=server.port)
+                back = time.monotonic()
 
-            states = await bounded([lambda h=h: aget_state(h) for h in handles], 20)
-            assert [s["count"] for s in states] == [1] * 100  # the same runs, not restarts
-            assert time.monotonic() - back < 10 + 2 * LEASE + 10
-            await bounded([lambda h=h: asignal(h, increment) for h in handles], 20)
+                states = await bounded([lambda h=h: aget_state(h) for h in handles], 20)
+                assert [s["count"] for s in states] == [1] * 100  # the same runs, not restarts
+                await bounded([lambda h=h: asignal(h, increment) for h in handles], 20)
+
+                async def latest(socket: Any) -> None:
+                    while True:
+                        event = json.loads(await socket.recv())
+                        if event.get("state", {}).get("count") == 2:
+                            return
+
+                await asyncio.wait_for(asyncio.gather(*(latest(s) for s in opened)), RESTART_BOUND)
+                assert time.monotonic() - back < RESTART_BOUND
             fresh = await astart(WorkerFlows, "hold")
             assert (await aget_state(fresh))["count"] == 0
             await bounded([lambda h=h: astop(h) for h in [*handles, fresh]], 20)
     finally:
+        daphne.stop()
         pool.close()
         server.stop()
+
+
+async def test_a_socket_on_a_flow_whose_worker_is_lost_for_good_is_closed_to_retry(
+    make_pool: Callable[[], WorkerPool], redis_server: RedisServer, worker_logs: Path
+) -> None:
+    websockets = pytest.importorskip("websockets.asyncio.client")
+    ConnectionClosed = pytest.importorskip("websockets.exceptions").ConnectionClosed
+    pool = make_pool()
+    [only] = pool.spawn(1, **LEASE_ENV)
+    daphne = Daphne(redis_server.url, pool.prefix, worker_logs, **LEASE_ENV)
+    try:
+        with worker_mode(redis_server.url, pool.prefix, LEASE_SECONDS=LEASE):
+            handle = await astart(WorkerFlows, "hold")
+            url = daphne.url(subscription_url(handle))
+            async with websockets.connect(url, origin=daphne.origin) as socket:
+                assert json.loads(await asyncio.wait_for(socket.recv(), 20))["event"] == "snapshot"
+                only.kill()
+                killed = time.monotonic()
+                with pytest.raises(ConnectionClosed) as closed:
+                    await asyncio.wait_for(socket.recv(), 10 + ADOPTION_BOUND)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4500
+            assert time.monotonic() - killed < 10 + ADOPTION_BOUND
+    finally:
+        daphne.stop()
 
 
 RACER = """
