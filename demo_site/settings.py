@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     # Before "channels", so its runworker (graceful shutdown) is the one used.
     "caravela_flow",
     "channels",
+    "django_vite",
     "demo_site.library",
 ]
 
@@ -143,6 +144,21 @@ ALPINEJS_DIST = BASE_DIR / "node_modules" / "alpinejs" / "dist"
 if ALPINEJS_DIST.is_dir():
     STATICFILES_DIRS.append(("vendor/alpinejs", ALPINEJS_DIST))
 STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Svelte components, built by Vite (`make js`, i.e. `npm run build`) into
+# demo_site/frontend/dist/, served as static/vite/…; django-vite reads the manifest.
+VITE_DIST = BASE_DIR / "demo_site" / "frontend" / "dist"
+if VITE_DIST.is_dir():
+    STATICFILES_DIRS.append(("vite", VITE_DIST))
+DJANGO_VITE = {
+    "default": {
+        "dev_mode": False,
+        "static_url_prefix": "vite",
+        "manifest_path": VITE_DIST / "manifest.json",
+    }
+}
+# caravela_flow.W010 reports a missing build, with the command that makes it.
+SILENCED_SYSTEM_CHECKS = ["django_vite.W001"]
 
 LOGGING = {
     "version": 1,

@@ -47,9 +47,13 @@ RECORDER = """
 (() => {
   const oldPhases = {};
   const created = [];
-  window.phaseLog = (book) => {
-    const el = document.querySelector(`.sync[data-book="${book}"]`);
-    const values = [...(oldPhases[book] || []), el ? el.getAttribute("data-phase") : null];
+  const keyOf = (el) => `${el.dataset.book}/${el.dataset.indicator || "alpine"}`;
+  // The phases one book's indicator went through (Alpine's unless `indicator` says "svelte").
+  window.phaseLog = (book, indicator = "alpine") => {
+    const el = [...document.querySelectorAll(`.sync[data-book="${book}"]`)]
+      .find((e) => (e.dataset.indicator || "alpine") === indicator);
+    const key = `${book}/${indicator}`;
+    const values = [...(oldPhases[key] || []), el ? el.getAttribute("data-phase") : null];
     return values.filter((v, i) => v !== null && v !== values[i - 1]);
   };
   window.createdLog = () => created.slice();
@@ -57,7 +61,7 @@ RECORDER = """
     for (const record of records) {
       const el = record.target;
       if (record.type === "attributes" && el.matches(".sync[data-book]")) {
-        (oldPhases[el.dataset.book] ||= []).push(record.oldValue);
+        (oldPhases[keyOf(el)] ||= []).push(record.oldValue);
       }
       const counter = el.nodeType === 1 ? el.closest('[data-counter="created"]') : null;
       if (counter && counter.textContent !== created.at(-1)) created.push(counter.textContent);
@@ -122,6 +126,8 @@ class DemoInBrowserTests(ChannelsLiveServerTestCase):  # type: ignore[misc]
     def setUp(self) -> None:
         alpine = Path(settings.ALPINEJS_DIST) / "module.esm.min.js"
         self.assertTrue(alpine.is_file(), f"{alpine} is missing: run `make node-deps`")
+        manifest = Path(settings.VITE_DIST) / "manifest.json"
+        self.assertTrue(manifest.is_file(), f"{manifest} is missing: run `make js`")
         # Playwright starts and stops with each test: while it runs, this thread
         # has a running event loop, which fixtures that use async_to_sync refuse.
         assert sync_playwright is not None
@@ -185,6 +191,36 @@ class DemoInBrowserTests(ChannelsLiveServerTestCase):  # type: ignore[misc]
         expect(editor.locator(".message")).to_contain_text("Stopped flow")
         expect(indicator).to_have_attribute("data-phase", "stopped", timeout=5_000)
         expect(indicator.locator(".sync-badge")).to_have_text("Sync stopped")
+        self.assertEqual(self.errors, [])
+
+    def test_svelte_and_alpine_indicators_follow_one_flow(self) -> None:
+        page = self.page
+        page.goto(self.url("library:book_create"))
+        page.fill("#id_title", "Dune")
+        page.fill("#id_author", "Frank Herbert")
+        page.click("button:has-text('Save')")
+        page.wait_for_url(self.url("library:book_list"))
+        book = Book.objects.get(title="Dune")
+        expect(page.locator(f'.sync[data-book="{book.pk}"]')).to_have_attribute(
+            "data-phase", "synced", timeout=10_000
+        )
+
+        page.goto(self.url("library:book_edit", book.pk))
+        alpine = page.locator('.sync[data-indicator="alpine"]')
+        svelte = page.locator('.sync[data-indicator="svelte"]')
+        # The Svelte component's first paint is the snapshot embedded in the page.
+        self.assertEqual(page.evaluate(f"phaseLog({book.pk}, 'svelte')")[:1], ["synced"])
+        for indicator in (alpine, svelte):
+            expect(indicator.locator(".sync-detail")).to_have_text("version 1")
+
+        editor = self.new_page()
+        editor.goto(self.url("library:book_edit", book.pk))
+        editor.fill("#id_year", "1965")
+        editor.click("button:has-text('Save')")
+        editor.wait_for_url(self.url("library:book_list"))
+        for indicator in (alpine, svelte):
+            expect(indicator.locator(".sync-detail")).to_have_text("version 2", timeout=10_000)
+            expect(indicator.locator(".sync-badge")).to_contain_text("Synced at ")
         self.assertEqual(self.errors, [])
 
     def test_import_progress_is_live(self) -> None:
