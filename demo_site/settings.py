@@ -61,6 +61,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A friendly 503 instead of a 500 when no flow worker answers.
+    "demo_site.library.middleware.FlowErrorPageMiddleware",
 ]
 
 ROOT_URLCONF = "demo_site.urls"
@@ -116,6 +118,19 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# The cache holds the demo's outage switch, so in worker mode it must be shared: Redis.
+CACHES: dict[str, dict[str, Any]]
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("CARAVELA_FLOW_REDIS_PREFIX", "asgi"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 CARAVELA_FLOW = {"MODE": os.environ.get("CARAVELA_FLOW_MODE", "local")}
 

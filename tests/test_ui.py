@@ -40,6 +40,9 @@ CHROMIUM_ARGS = [
 ]
 ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
 LATENCY_MS = 400
+#: Screenshots the browser tests take (test artifacts; not committed).
+ARTIFACTS = Path(os.environ.get("CARAVELA_FLOW_ARTIFACTS", Path(__file__).parent / "artifacts"))
+ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
 # Runs before any script of every page: records the values that each book's
 # sync indicator (data-phase) and the import's "created" counter go through.
@@ -57,11 +60,27 @@ RECORDER = """
     return values.filter((v, i) => v !== null && v !== values[i - 1]);
   };
   window.createdLog = () => created.slice();
+  const labels = {};
+  // The labels one book's indicator showed, in order.
+  window.labelLog = (book, indicator = "alpine") => (labels[`${book}/${indicator}`] || []).slice();
+  const noteLabel = (node) => {
+    const el = node && (node.nodeType === 1 ? node : node.parentElement);
+    const sync = el && el.closest(".sync[data-book]");
+    const badge = sync && sync.querySelector(".sync-badge");
+    if (!badge) return;
+    const log = (labels[keyOf(sync)] ||= []);
+    if (log.at(-1) !== badge.textContent) log.push(badge.textContent);
+  };
   const observer = new MutationObserver((records) => {
     for (const record of records) {
       const el = record.target;
       if (record.type === "attributes" && el.matches(".sync[data-book]")) {
         (oldPhases[keyOf(el)] ||= []).push(record.oldValue);
+      }
+      noteLabel(el);
+      for (const added of record.addedNodes || []) if (added.nodeType === 1) {
+        noteLabel(added);
+        added.querySelectorAll?.(".sync-badge").forEach(noteLabel);
       }
       const counter = el.nodeType === 1 ? el.closest('[data-counter="created"]') : null;
       if (counter && counter.textContent !== created.at(-1)) created.push(counter.textContent);
@@ -221,6 +240,86 @@ class DemoInBrowserTests(ChannelsLiveServerTestCase):  # type: ignore[misc]
         for indicator in (alpine, svelte):
             expect(indicator.locator(".sync-detail")).to_have_text("version 2", timeout=10_000)
             expect(indicator.locator(".sync-badge")).to_contain_text("Synced at ")
+        self.assertEqual(self.errors, [])
+
+    def indicators(self, page: Page) -> list[Any]:
+        return [page.locator(f'.sync[data-indicator="{name}"]') for name in ("alpine", "svelte")]
+
+    def test_typing_is_saved_and_synced_once_live_in_every_tab(self) -> None:
+        book = Book.objects.create(title="Kindred", author="Octavia E. Butler")
+        page = self.page
+        page.goto(self.url("library:book_edit", book.pk))
+        # A second tab, opened before the book's first edit.
+        other = self.new_page()
+        other.goto(self.url("library:book_edit", book.pk))
+        for tab in (page, other):
+            for indicator in self.indicators(tab):
+                expect(indicator).to_have_attribute("data-phase", "idle")
+        page.evaluate("window.notReloaded = true")
+
+        page.locator("#id_title").press("End")
+        page.locator("#id_title").press_sequentially(" (1979)", delay=40)
+        expect(page.locator(".autosave-status")).to_have_text("Saved.")
+        for tab in (page, other):
+            for indicator in self.indicators(tab):
+                expect(indicator).to_have_attribute("data-phase", "synced", timeout=10_000)
+                expect(indicator.locator(".sync-detail")).to_have_text("version 1")
+        for tab in (page, other):
+            for name in ("alpine", "svelte"):
+                phases = tab.evaluate(f"phaseLog({book.pk}, '{name}')")
+                self.assertEqual(
+                    [p for p in phases if p != "connecting"],
+                    ["idle", "pending", "syncing", "synced"],
+                    (name, phases),
+                )
+        self.assertTrue(page.evaluate("window.notReloaded"))
+        book.refresh_from_db()
+        self.assertEqual((book.title, book.sync_version), ("Kindred (1979)", 1))
+        page.screenshot(path=str(ARTIFACTS / "book-page.png"), full_page=True)
+
+        # Reload in the middle of a sync: the page shows it, then how it ends.
+        page.locator("#id_year").fill("1979")
+        expect(self.indicators(page)[1]).to_have_attribute("data-phase", "syncing", timeout=5_000)
+        page.reload()
+        alpine, svelte = self.indicators(page)
+        first = page.evaluate(f"phaseLog({book.pk}, 'svelte')")[0]
+        self.assertIn(first, ["syncing", "synced"])
+        for indicator in (alpine, svelte):
+            expect(indicator.locator(".sync-detail")).to_have_text("version 2", timeout=10_000)
+        self.assertEqual(self.errors, [])
+
+    def test_outage_switch_fails_the_sync_and_back_on_it_syncs(self) -> None:
+        book = Book.objects.create(title="Kindred", author="Octavia E. Butler")
+        page = self.page
+        page.goto(self.url("library:book_edit", book.pk))
+        page.get_by_role("button", name="API down").click()
+        expect(page.locator(".outage-state")).to_contain_text("Switched: failure rate 1")
+        try:
+            page.locator("#id_year").fill("1979")
+            for indicator in self.indicators(page):
+                expect(indicator.locator(".sync-badge")).to_have_text(
+                    re.compile(r"Retrying \(attempt [234] of 4\)"), timeout=10_000
+                )
+            for indicator in self.indicators(page):
+                expect(indicator).to_have_attribute("data-phase", "failed", timeout=15_000)
+                expect(indicator.locator(".sync-detail")).to_contain_text(
+                    "retries exhausted · after 4 attempts"
+                )
+        finally:
+            page.get_by_role("button", name="Back to normal").click()
+        expect(page.locator(".outage-state")).to_contain_text("From the settings")
+        for name in ("alpine", "svelte"):
+            labels = page.evaluate(f"labelLog({book.pk}, '{name}')")
+            self.assertIn("Retrying (attempt 4 of 4)", labels)
+            self.assertFalse([x for x in labels if "attempt 5" in x], labels)
+            self.assertEqual(labels[-1], "Sync failed", labels)
+
+        # The next edit starts a new flow, and both indicators follow it.
+        page.locator("#id_year").fill("1980")
+        for indicator in self.indicators(page):
+            expect(indicator).to_have_attribute("data-phase", "synced", timeout=10_000)
+        book.refresh_from_db()
+        self.assertEqual((book.year, book.sync_version), (1980, 1))
         self.assertEqual(self.errors, [])
 
     def test_import_progress_is_live(self) -> None:

@@ -8,18 +8,19 @@ from django.contrib import messages
 from django.contrib.messages.views import SuccessMessageMixin
 from django.db import transaction
 from django.forms import BaseModelForm
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import generic
 from django.views.decorators.http import require_POST
 
-from caravela_flow import FlowNotFound, get_state, start, stop
+from caravela_flow import FlowNotFound, get_state, start, stop, subscription_url
 from caravela_flow.api import backend
 from caravela_flow.handle import is_flow_id
 
 from . import fake_api, sync
-from .flows import BookImportFlow, BookSyncFlow
+from .flows import SYNC_RETRIES, BookImportFlow, BookSyncFlow
 from .forms import BookForm
 from .models import Book
 
@@ -52,6 +53,8 @@ class BookCreateView(SuccessMessageMixin, SyncOnSaveMixin, generic.CreateView):
 
 
 class BookUpdateView(SuccessMessageMixin, SyncOnSaveMixin, generic.UpdateView):
+    """The book page: the form (saved as you type), both live indicators, the outage switch."""
+
     model = Book
     form_class = BookForm
     success_url = reverse_lazy("library:book_list")
@@ -59,8 +62,55 @@ class BookUpdateView(SuccessMessageMixin, SyncOnSaveMixin, generic.UpdateView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        context["sync_handle"] = sync.sync_handle(self.object.pk)
+        # Started now if need be, so this page follows the flow its first edit reaches.
+        context["sync_handle"] = sync.ensure(self.object)
+        context["fake_api"] = fake_api.conditions()
+        context["max_retries"] = SYNC_RETRIES
         return context
+
+
+@require_POST
+def book_autosave(request: HttpRequest, pk: int) -> JsonResponse:
+    """Save the book page's form as the user types; the sync flow debounces the burst."""
+    book = get_object_or_404(Book, pk=pk)
+    form = BookForm(request.POST, instance=book)
+    if not form.is_valid():
+        return JsonResponse({"saved": False, "errors": form.errors.get_json_data()}, status=400)
+    form.save()
+    handle = sync.mark_dirty(book.pk)
+    return JsonResponse(
+        {
+            "saved": True,
+            "title": book.title,
+            "subscription_url": subscription_url(handle, request.user),
+        }
+    )
+
+
+@require_POST
+def fake_api_conditions(request: HttpRequest) -> HttpResponse:
+    """The outage switch: set the fake API's failure rate and latency, or go back to normal."""
+    if request.POST.get("action") == "reset":
+        fake_api.clear_conditions()
+    else:
+        try:
+            rate = min(1.0, max(0.0, float(request.POST.get("failure_rate", ""))))
+            if request.POST.get("action") == "outage":
+                rate = 1.0
+            latency = min(10_000.0, max(0.0, float(request.POST.get("latency_ms", ""))))
+        except ValueError:
+            return JsonResponse(
+                {"error": "failure_rate and latency_ms must be numbers"}, status=400
+            )
+        fake_api.set_conditions(latency, rate)
+    conditions = fake_api.conditions()
+    if request.headers.get("Accept") == "application/json":
+        return JsonResponse(conditions)
+    messages.success(request, "Fake API conditions changed.")
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, {request.get_host()}):
+        target = reverse("library:book_list")
+    return redirect(target)
 
 
 class BookDeleteView(SuccessMessageMixin, generic.DeleteView):
