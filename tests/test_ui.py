@@ -206,7 +206,9 @@ class DemoInBrowserTests(ChannelsLiveServerTestCase):  # type: ignore[misc]
 
         # Stop the book's flow from the running-flows page: the list sees it end.
         editor.goto(self.url("library:flow_list"))
-        editor.locator("tr", has_text="Kindred").get_by_role("button", name="Stop").click()
+        expect(editor.locator(".dashboard")).to_have_attribute("data-loaded", "true")
+        row = editor.locator("tbody:visible tr", has_text="Kindred")
+        row.get_by_role("button", name="Stop").click()
         expect(editor.locator(".message")).to_contain_text("Stopped flow")
         expect(indicator).to_have_attribute("data-phase", "stopped", timeout=5_000)
         expect(indicator.locator(".sync-badge")).to_have_text("Sync stopped")
@@ -320,6 +322,46 @@ class DemoInBrowserTests(ChannelsLiveServerTestCase):  # type: ignore[misc]
             expect(indicator).to_have_attribute("data-phase", "synced", timeout=10_000)
         book.refresh_from_db()
         self.assertEqual((book.year, book.sync_version), (1980, 1))
+        self.assertEqual(self.errors, [])
+
+    def test_dashboard_is_live_and_stops_flows(self) -> None:
+        book = Book.objects.create(title="The Dispossessed", author="Ursula K. Le Guin")
+        dashboard = self.page
+        dashboard.goto(self.url("library:flow_list"))
+        expect(dashboard.locator(".dashboard")).to_have_attribute("data-loaded", "true")
+
+        # A flow started elsewhere appears without a reload, in words, with its key and step.
+        editor = self.new_page()
+        editor.goto(self.url("library:book_edit", book.pk))
+        row = dashboard.locator("tbody:visible tr", has_text="The Dispossessed")
+        expect(row).to_contain_text("Book sync", timeout=5_000)
+        expect(row).to_contain_text(f"book:{book.pk}")
+        expect(row).to_have_attribute("data-status", "running")
+        expect(row.locator('[data-label="Step"]')).to_have_text("waiting for an edit")
+        expect(row.locator('[data-label="Age"]')).to_have_text(re.compile(r"^\d+ s$"))
+        editor.locator("#id_year").fill("1979")
+        expect(row.locator('[data-label="Step"]')).to_contain_text(
+            "pushing to the API", timeout=5_000
+        )
+        expect(row.locator('[data-label="Step"]')).to_have_text("waiting for an edit")
+        dashboard.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+        row.get_by_role("button", name="Stop").click()
+        expect(dashboard.locator(".message")).to_contain_text("Stopped flow")
+        expect(row).to_have_attribute("data-status", "stopped")
+        expect(row.get_by_role("button", name="Stop")).to_be_hidden()
+        for indicator in self.indicators(editor):
+            expect(indicator).to_have_attribute("data-phase", "stopped")
+
+        # The import shows up as "Book import" and ends as done.
+        other = self.new_page()
+        other.goto(self.url("library:import_start"))
+        other.click("button:has-text('Start the import')")
+        other.wait_for_url(re.compile(r"/import/[0-9a-f]{32}/$"))
+        import_id = other.url.rstrip("/").rsplit("/", 1)[-1]
+        imports = dashboard.locator(f"tbody:visible tr#flow-{import_id}")
+        expect(imports).to_contain_text("Book import", timeout=5_000)
+        expect(imports).to_have_attribute("data-status", "done", timeout=20_000)
         self.assertEqual(self.errors, [])
 
     def test_import_progress_is_live(self) -> None:

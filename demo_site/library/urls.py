@@ -15,5 +15,6 @@ urlpatterns = [
     path("import/", views.import_start, name="import_start"),
     path("import/<str:flow_id>/", views.import_progress, name="import_progress"),
     path("flows/", views.flow_list, name="flow_list"),
+    path("flows/data/", views.flow_list_data, name="flow_list_data"),
     path("flows/<str:flow_id>/stop/", views.flow_stop, name="flow_stop"),
 ]
