@@ -30,6 +30,9 @@ migrate: venv ## Apply database migrations
 demo: node-deps js migrate ## Serve the demo on 127.0.0.1, port PORT (default 8000), via daphne
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
+demo-workers: venv node-deps js migrate deps-system ## The demo in worker mode: private Redis, two runworker processes, daphne; Ctrl-C stops all
+	PORT=$(PORT) $(BIN)/python demo_site/demo_workers.py
+
 lint: venv ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
