@@ -11,7 +11,7 @@ SYSTEM_PACKAGES := chromium redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo migrate lint format test bench node-deps deps-system clean
+.PHONY: help venv demo demo-workers migrate lint format test bench node-deps js deps-system clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -27,8 +27,11 @@ $(STAMP): requirements.txt pyproject.toml
 migrate: venv ## Apply database migrations
 	$(BIN)/python manage.py migrate --noinput
 
-demo: migrate node-deps ## Serve the demo on 127.0.0.1, port PORT (default 8000), via daphne
+demo: node-deps js migrate ## Serve the demo on 127.0.0.1, port PORT (default 8000), via daphne
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+
+demo-workers: venv node-deps js migrate deps-system ## The demo in worker mode: private Redis, two runworker processes, daphne; Ctrl-C stops all
+	PORT=$(PORT) $(BIN)/python demo_site/demo_workers.py
 
 lint: venv ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check $(LINT_PATHS)
@@ -45,6 +48,9 @@ node-deps: ## Install JavaScript dependencies: Alpine.js for the demo (if packag
 		else npm install --no-audit --no-fund; fi; \
 	fi
 
+js: node-deps ## Build the Svelte components with Vite (demo_site/frontend/ -> demo_site/frontend/dist/)
+	npm run build --silent
+
 deps-system: ## apt-get install Chromium and redis-server if missing
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
@@ -55,7 +61,7 @@ deps-system: ## apt-get install Chromium and redis-server if missing
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $$missing; \
 	fi
 
-test: venv deps-system node-deps lint ## Lint, then run the Python and JavaScript test suites
+test: venv deps-system node-deps js lint ## Lint, then run the Python and JavaScript test suites
 	$(BIN)/pytest
 	$(BIN)/python -W error manage.py test --noinput
 	@if [ -d tests/js ]; then echo "node --test tests/js/"; node --test tests/js/; fi

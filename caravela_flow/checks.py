@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -154,3 +156,66 @@ def _check_redis_exposure(layer: dict[str, Any]) -> list[CheckMessage]:
             id="caravela_flow.W004",
         )
     ]
+
+
+# --- live components (W010 to W019) -------------------------------------------
+
+#: What builds a project's Vite bundle; named in the hints below.
+VITE_BUILD_COMMAND = "npm run build"
+
+
+@register()
+def check_component_builds(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Warn when the Vite build behind ``{% flow_component %}`` is missing (django-vite apps)."""
+    if "django_vite" not in settings.INSTALLED_APPS:
+        return []
+    configs = getattr(settings, "DJANGO_VITE", None) or {}
+    if not isinstance(configs, dict):
+        return []
+    warnings: list[CheckMessage] = []
+    for app_name, config in configs.items():
+        if not isinstance(config, dict) or config.get("dev_mode"):
+            continue
+        manifest = _manifest_path(config)
+        missing = _missing_built_files(manifest)
+        if missing is None:
+            continue
+        what = (
+            f"Vite's manifest {manifest} is missing"
+            if not missing
+            else f"files listed in Vite's manifest {manifest} are missing: {', '.join(missing[:3])}"
+        )
+        warnings.append(
+            Warning(
+                f"DJANGO_VITE[{app_name!r}]: {what}, so Svelte components rendered by "
+                "{% flow_component %} will not mount.",
+                hint=f"Build them: run `{VITE_BUILD_COMMAND}` (vite build) where your "
+                "vite.config.js is, then restart the server.",
+                id="caravela_flow.W010",
+            )
+        )
+    return warnings
+
+
+def _manifest_path(config: dict[str, Any]) -> Path:
+    path = config.get("manifest_path")
+    if path:
+        return Path(path)
+    root = Path(getattr(settings, "STATIC_ROOT", None) or ".")
+    return root / str(config.get("static_url_prefix", "")) / "manifest.json"
+
+
+def _missing_built_files(manifest: Path) -> list[str] | None:
+    """None if the build is complete; else the missing files (``[]``: the manifest itself)."""
+    try:
+        entries = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return []
+    # Vite writes files relative to outDir; its default manifest lives in outDir/.vite/.
+    out_dir = manifest.parent.parent if manifest.parent.name == ".vite" else manifest.parent
+    missing = []
+    for entry in entries.values() if isinstance(entries, dict) else ():
+        for name in [entry.get("file"), *entry.get("css", [])] if isinstance(entry, dict) else ():
+            if isinstance(name, str) and not (out_dir / name).is_file():
+                missing.append(name)
+    return missing or None

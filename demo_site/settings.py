@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     # Before "channels", so its runworker (graceful shutdown) is the one used.
     "caravela_flow",
     "channels",
+    "django_vite",
     "demo_site.library",
 ]
 
@@ -60,6 +61,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A friendly 503 instead of a 500 when no flow worker answers.
+    "demo_site.library.middleware.FlowErrorPageMiddleware",
 ]
 
 ROOT_URLCONF = "demo_site.urls"
@@ -116,6 +119,19 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The cache holds the demo's outage switch, so in worker mode it must be shared: Redis.
+CACHES: dict[str, dict[str, Any]]
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("CARAVELA_FLOW_REDIS_PREFIX", "asgi"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 CARAVELA_FLOW = {"MODE": os.environ.get("CARAVELA_FLOW_MODE", "local")}
 
 # Fake external API used by the demo's sync flow.
@@ -143,6 +159,21 @@ ALPINEJS_DIST = BASE_DIR / "node_modules" / "alpinejs" / "dist"
 if ALPINEJS_DIST.is_dir():
     STATICFILES_DIRS.append(("vendor/alpinejs", ALPINEJS_DIST))
 STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Svelte components, built by Vite (`make js`, i.e. `npm run build`) into
+# demo_site/frontend/dist/, served as static/vite/…; django-vite reads the manifest.
+VITE_DIST = BASE_DIR / "demo_site" / "frontend" / "dist"
+if VITE_DIST.is_dir():
+    STATICFILES_DIRS.append(("vite", VITE_DIST))
+DJANGO_VITE = {
+    "default": {
+        "dev_mode": False,
+        "static_url_prefix": "vite",
+        "manifest_path": VITE_DIST / "manifest.json",
+    }
+}
+# caravela_flow.W010 reports a missing build, with the command that makes it.
+SILENCED_SYSTEM_CHECKS = ["django_vite.W001"]
 
 LOGGING = {
     "version": 1,

@@ -16,7 +16,7 @@ from django.test import SimpleTestCase, TransactionTestCase, override_settings
 
 from caravela_flow import FlowHandle, FlowNotFound, Ok, Skip, get_state, signal, stop
 from caravela_flow.testing import FlowProbe, start_probe
-from demo_site.library import fake_api
+from demo_site.library import fake_api, sync
 from demo_site.library.flows import (
     ALREADY_IN_CATALOGUE,
     SYNC_RETRIES,
@@ -193,6 +193,11 @@ class BookSyncFlowTests(TransactionTestCase):
 
 @override_settings(FAKE_API_LATENCY_MS=5, FAKE_API_FAILURE_RATE=0, FAKE_API_IMPORT_FAILURE_RATE=0)
 class BookImportFlowTests(TransactionTestCase):
+    def setUp(self) -> None:
+        # An import has the books it creates synced: stop those flows afterwards.
+        sync.forget_all()
+        self.addCleanup(sync.forget_all)
+
     def run_import(self) -> tuple[FlowProbe, dict[str, Any]]:
         probe = start_probe(BookImportFlow, "import_books")
         self.addCleanup(stop_quietly, probe.handle)

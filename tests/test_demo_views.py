@@ -38,9 +38,11 @@ class ProbedStarts:
         self.probes: list[FlowProbe] = []
         self.patcher = mock.patch(target, side_effect=self._start)
 
-    def _start(self, flows_class: Any, name: str, initial_state: Any = None) -> FlowHandle:
+    def _start(
+        self, flows_class: Any, name: str, initial_state: Any = None, key: str | None = None
+    ) -> FlowHandle:
         probe = FlowProbe()
-        probe.handle = caravela_flow.start(flows_class, name, initial_state, notify=probe)
+        probe.handle = caravela_flow.start(flows_class, name, initial_state, probe, key=key)
         self.probes.append(probe)
         return probe.handle
 
@@ -122,7 +124,8 @@ class BookSyncViewTests(DemoViewTestCase):
             reverse("library:book_edit", args=[book.pk]), {"title": "", "author": "x"}
         )
         self.assertEqual(response.status_code, 200)
-        self.assertEqual(sync.known_books(), {})
+        # The page follows the book's flow (started to show it), which was not signalled.
+        self.assertIs(get_state(sync.known_books()[book.pk])["dirty"], False)
 
     def test_an_edit_after_the_flow_is_gone_starts_a_new_one(self) -> None:
         book = self.create_book()
@@ -142,8 +145,12 @@ class BookSyncViewTests(DemoViewTestCase):
         book = self.create_book()
         url = reverse("library:book_edit", args=[book.pk])
         response = self.client.get(url)
-        self.assertEqual(
-            subscribed_flow_ids(response.content.decode()), [sync.known_books()[book.pk].id]
+        html = response.content.decode()
+        flow_id = sync.known_books()[book.pk].id
+        [token] = re.findall(r'data-subscription-url="/ws/flows/([^/"]+)/"', html)
+        self.assertEqual(read_token(token), flow_id)
+        self.assertIn(
+            f'data-caravela-flow-component="SyncIndicator" data-flow-id="{flow_id}"', html
         )
         self.assertContains(response, f'action="{reverse("library:book_sync", args=[book.pk])}"')
 

@@ -40,6 +40,9 @@ CHROMIUM_ARGS = [
 ]
 ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
 LATENCY_MS = 400
+#: Screenshots the browser tests take (test artifacts; not committed).
+ARTIFACTS = Path(os.environ.get("CARAVELA_FLOW_ARTIFACTS", Path(__file__).parent / "artifacts"))
+ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
 # Runs before any script of every page: records the values that each book's
 # sync indicator (data-phase) and the import's "created" counter go through.
@@ -47,17 +50,37 @@ RECORDER = """
 (() => {
   const oldPhases = {};
   const created = [];
-  window.phaseLog = (book) => {
-    const el = document.querySelector(`.sync[data-book="${book}"]`);
-    const values = [...(oldPhases[book] || []), el ? el.getAttribute("data-phase") : null];
+  const keyOf = (el) => `${el.dataset.book}/${el.dataset.indicator || "alpine"}`;
+  // The phases one book's indicator went through (Alpine's unless `indicator` says "svelte").
+  window.phaseLog = (book, indicator = "alpine") => {
+    const el = [...document.querySelectorAll(`.sync[data-book="${book}"]`)]
+      .find((e) => (e.dataset.indicator || "alpine") === indicator);
+    const key = `${book}/${indicator}`;
+    const values = [...(oldPhases[key] || []), el ? el.getAttribute("data-phase") : null];
     return values.filter((v, i) => v !== null && v !== values[i - 1]);
   };
   window.createdLog = () => created.slice();
+  const labels = {};
+  // The labels one book's indicator showed, in order.
+  window.labelLog = (book, indicator = "alpine") => (labels[`${book}/${indicator}`] || []).slice();
+  const noteLabel = (node) => {
+    const el = node && (node.nodeType === 1 ? node : node.parentElement);
+    const sync = el && el.closest(".sync[data-book]");
+    const badge = sync && sync.querySelector(".sync-badge");
+    if (!badge) return;
+    const log = (labels[keyOf(sync)] ||= []);
+    if (log.at(-1) !== badge.textContent) log.push(badge.textContent);
+  };
   const observer = new MutationObserver((records) => {
     for (const record of records) {
       const el = record.target;
       if (record.type === "attributes" && el.matches(".sync[data-book]")) {
-        (oldPhases[el.dataset.book] ||= []).push(record.oldValue);
+        (oldPhases[keyOf(el)] ||= []).push(record.oldValue);
+      }
+      noteLabel(el);
+      for (const added of record.addedNodes || []) if (added.nodeType === 1) {
+        noteLabel(added);
+        added.querySelectorAll?.(".sync-badge").forEach(noteLabel);
       }
       const counter = el.nodeType === 1 ? el.closest('[data-counter="created"]') : null;
       if (counter && counter.textContent !== created.at(-1)) created.push(counter.textContent);
@@ -122,6 +145,8 @@ class DemoInBrowserTests(ChannelsLiveServerTestCase):  # type: ignore[misc]
     def setUp(self) -> None:
         alpine = Path(settings.ALPINEJS_DIST) / "module.esm.min.js"
         self.assertTrue(alpine.is_file(), f"{alpine} is missing: run `make node-deps`")
+        manifest = Path(settings.VITE_DIST) / "manifest.json"
+        self.assertTrue(manifest.is_file(), f"{manifest} is missing: run `make js`")
         # Playwright starts and stops with each test: while it runs, this thread
         # has a running event loop, which fixtures that use async_to_sync refuse.
         assert sync_playwright is not None
@@ -181,10 +206,162 @@ class DemoInBrowserTests(ChannelsLiveServerTestCase):  # type: ignore[misc]
 
         # Stop the book's flow from the running-flows page: the list sees it end.
         editor.goto(self.url("library:flow_list"))
-        editor.locator("tr", has_text="Kindred").get_by_role("button", name="Stop").click()
+        expect(editor.locator(".dashboard")).to_have_attribute("data-loaded", "true")
+        row = editor.locator("tbody:visible tr", has_text="Kindred")
+        row.get_by_role("button", name="Stop").click()
         expect(editor.locator(".message")).to_contain_text("Stopped flow")
         expect(indicator).to_have_attribute("data-phase", "stopped", timeout=5_000)
         expect(indicator.locator(".sync-badge")).to_have_text("Sync stopped")
+        self.assertEqual(self.errors, [])
+
+    def test_svelte_and_alpine_indicators_follow_one_flow(self) -> None:
+        page = self.page
+        page.goto(self.url("library:book_create"))
+        page.fill("#id_title", "Dune")
+        page.fill("#id_author", "Frank Herbert")
+        page.click("button:has-text('Save')")
+        page.wait_for_url(self.url("library:book_list"))
+        book = Book.objects.get(title="Dune")
+        expect(page.locator(f'.sync[data-book="{book.pk}"]')).to_have_attribute(
+            "data-phase", "synced", timeout=10_000
+        )
+
+        page.goto(self.url("library:book_edit", book.pk))
+        alpine = page.locator('.sync[data-indicator="alpine"]')
+        svelte = page.locator('.sync[data-indicator="svelte"]')
+        # The Svelte component's first paint is the snapshot embedded in the page.
+        self.assertEqual(page.evaluate(f"phaseLog({book.pk}, 'svelte')")[:1], ["synced"])
+        for indicator in (alpine, svelte):
+            expect(indicator.locator(".sync-detail")).to_have_text("version 1")
+
+        editor = self.new_page()
+        editor.goto(self.url("library:book_edit", book.pk))
+        editor.fill("#id_year", "1965")
+        editor.click("button:has-text('Save')")
+        editor.wait_for_url(self.url("library:book_list"))
+        for indicator in (alpine, svelte):
+            expect(indicator.locator(".sync-detail")).to_have_text("version 2", timeout=10_000)
+            expect(indicator.locator(".sync-badge")).to_contain_text("Synced at ")
+        self.assertEqual(self.errors, [])
+
+    def indicators(self, page: Page) -> list[Any]:
+        return [page.locator(f'.sync[data-indicator="{name}"]') for name in ("alpine", "svelte")]
+
+    def test_typing_is_saved_and_synced_once_live_in_every_tab(self) -> None:
+        book = Book.objects.create(title="Kindred", author="Octavia E. Butler")
+        page = self.page
+        page.goto(self.url("library:book_edit", book.pk))
+        # A second tab, opened before the book's first edit.
+        other = self.new_page()
+        other.goto(self.url("library:book_edit", book.pk))
+        for tab in (page, other):
+            for indicator in self.indicators(tab):
+                expect(indicator).to_have_attribute("data-phase", "idle")
+        page.evaluate("window.notReloaded = true")
+
+        page.locator("#id_title").press("End")
+        page.locator("#id_title").press_sequentially(" (1979)", delay=40)
+        expect(page.locator(".autosave-status")).to_have_text("Saved.")
+        for tab in (page, other):
+            for indicator in self.indicators(tab):
+                expect(indicator).to_have_attribute("data-phase", "synced", timeout=10_000)
+                expect(indicator.locator(".sync-detail")).to_have_text("version 1")
+        for tab in (page, other):
+            for name in ("alpine", "svelte"):
+                phases = tab.evaluate(f"phaseLog({book.pk}, '{name}')")
+                self.assertEqual(
+                    [p for p in phases if p != "connecting"],
+                    ["idle", "pending", "syncing", "synced"],
+                    (name, phases),
+                )
+        self.assertTrue(page.evaluate("window.notReloaded"))
+        book.refresh_from_db()
+        self.assertEqual((book.title, book.sync_version), ("Kindred (1979)", 1))
+        page.screenshot(path=str(ARTIFACTS / "book-page.png"), full_page=True)
+
+        # Reload in the middle of a sync: the page shows it, then how it ends.
+        page.locator("#id_year").fill("1979")
+        expect(self.indicators(page)[1]).to_have_attribute("data-phase", "syncing", timeout=5_000)
+        page.reload()
+        alpine, svelte = self.indicators(page)
+        first = page.evaluate(f"phaseLog({book.pk}, 'svelte')")[0]
+        self.assertIn(first, ["syncing", "synced"])
+        for indicator in (alpine, svelte):
+            expect(indicator.locator(".sync-detail")).to_have_text("version 2", timeout=10_000)
+        self.assertEqual(self.errors, [])
+
+    def test_outage_switch_fails_the_sync_and_back_on_it_syncs(self) -> None:
+        book = Book.objects.create(title="Kindred", author="Octavia E. Butler")
+        page = self.page
+        page.goto(self.url("library:book_edit", book.pk))
+        page.get_by_role("button", name="API down").click()
+        expect(page.locator(".outage-state")).to_contain_text("Switched: failure rate 1")
+        try:
+            page.locator("#id_year").fill("1979")
+            for indicator in self.indicators(page):
+                expect(indicator.locator(".sync-badge")).to_have_text(
+                    re.compile(r"Retrying \(attempt [234] of 4\)"), timeout=10_000
+                )
+            for indicator in self.indicators(page):
+                expect(indicator).to_have_attribute("data-phase", "failed", timeout=15_000)
+                expect(indicator.locator(".sync-detail")).to_contain_text(
+                    "retries exhausted · after 4 attempts"
+                )
+        finally:
+            page.get_by_role("button", name="Back to normal").click()
+        expect(page.locator(".outage-state")).to_contain_text("From the settings")
+        for name in ("alpine", "svelte"):
+            labels = page.evaluate(f"labelLog({book.pk}, '{name}')")
+            self.assertIn("Retrying (attempt 4 of 4)", labels)
+            self.assertFalse([x for x in labels if "attempt 5" in x], labels)
+            self.assertEqual(labels[-1], "Sync failed", labels)
+
+        # The next edit starts a new flow, and both indicators follow it.
+        page.locator("#id_year").fill("1980")
+        for indicator in self.indicators(page):
+            expect(indicator).to_have_attribute("data-phase", "synced", timeout=10_000)
+        book.refresh_from_db()
+        self.assertEqual((book.year, book.sync_version), (1980, 1))
+        self.assertEqual(self.errors, [])
+
+    def test_dashboard_is_live_and_stops_flows(self) -> None:
+        book = Book.objects.create(title="The Dispossessed", author="Ursula K. Le Guin")
+        dashboard = self.page
+        dashboard.goto(self.url("library:flow_list"))
+        expect(dashboard.locator(".dashboard")).to_have_attribute("data-loaded", "true")
+
+        # A flow started elsewhere appears without a reload, in words, with its key and step.
+        editor = self.new_page()
+        editor.goto(self.url("library:book_edit", book.pk))
+        row = dashboard.locator("tbody:visible tr", has_text="The Dispossessed")
+        expect(row).to_contain_text("Book sync", timeout=5_000)
+        expect(row).to_contain_text(f"book:{book.pk}")
+        expect(row).to_have_attribute("data-status", "running")
+        expect(row.locator('[data-label="Step"]')).to_have_text("waiting for an edit")
+        expect(row.locator('[data-label="Age"]')).to_have_text(re.compile(r"^\d+ s$"))
+        editor.locator("#id_year").fill("1979")
+        expect(row.locator('[data-label="Step"]')).to_contain_text(
+            "pushing to the API", timeout=5_000
+        )
+        expect(row.locator('[data-label="Step"]')).to_have_text("waiting for an edit")
+        dashboard.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+        row.get_by_role("button", name="Stop").click()
+        expect(dashboard.locator(".message")).to_contain_text("Stopped flow")
+        expect(row).to_have_attribute("data-status", "stopped")
+        expect(row.get_by_role("button", name="Stop")).to_be_hidden()
+        for indicator in self.indicators(editor):
+            expect(indicator).to_have_attribute("data-phase", "stopped")
+
+        # The import shows up as "Book import" and ends as done.
+        other = self.new_page()
+        other.goto(self.url("library:import_start"))
+        other.click("button:has-text('Start the import')")
+        other.wait_for_url(re.compile(r"/import/[0-9a-f]{32}/$"))
+        import_id = other.url.rstrip("/").rsplit("/", 1)[-1]
+        imports = dashboard.locator(f"tbody:visible tr#flow-{import_id}")
+        expect(imports).to_contain_text("Book import", timeout=5_000)
+        expect(imports).to_have_attribute("data-status", "done", timeout=20_000)
         self.assertEqual(self.errors, [])
 
     def test_import_progress_is_live(self) -> None:

@@ -8,6 +8,10 @@ These settings shape it (read at every call, so ``override_settings`` works):
 - ``FAKE_API_IMPORT_FAILURE_RATE`` (optional, default 0): chance that a
   catalogue fetch fails.
 
+The outage switch on the book page overrides the first two at once, for
+every process (see :func:`set_conditions`; kept in Django's cache, which is
+Redis when ``REDIS_URL`` is set).
+
 Every random draw goes through :data:`rng`; tests can ``rng.seed(...)`` it,
 or set a failure rate of 0 or 1 to make the outcome certain.
 
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 
 #: The source of every random draw (latency jitter, failures). Seed it in tests.
@@ -98,9 +103,36 @@ CATALOGUE: dict[str, tuple[dict[str, Any], ...]] = {
 }
 
 
+#: Cache key of the outage switch's values.
+CONDITIONS_KEY = "library:fake-api-conditions"
+
+
+def conditions() -> dict[str, Any]:
+    """``{"latency_ms", "failure_rate", "switched"}``: the switch's values, else the settings'."""
+    switched = cache.get(CONDITIONS_KEY)
+    if isinstance(switched, dict):
+        return {**switched, "switched": True}
+    return {
+        "latency_ms": max(0.0, float(settings.FAKE_API_LATENCY_MS)),
+        "failure_rate": float(settings.FAKE_API_FAILURE_RATE),
+        "switched": False,
+    }
+
+
+def set_conditions(latency_ms: float, failure_rate: float) -> None:
+    """Override latency and failure rate for every later call, in every process."""
+    values = {"latency_ms": max(0.0, float(latency_ms)), "failure_rate": float(failure_rate)}
+    cache.set(CONDITIONS_KEY, values, timeout=None)
+
+
+def clear_conditions() -> None:
+    """Back to the settings' latency and failure rate."""
+    cache.delete(CONDITIONS_KEY)
+
+
 def latency_ms() -> float:
-    """The configured typical latency, in milliseconds."""
-    return max(0.0, float(settings.FAKE_API_LATENCY_MS))
+    """The typical latency now, in milliseconds."""
+    return float(conditions()["latency_ms"])
 
 
 def _pause(factor: float = 1.0) -> None:
@@ -119,7 +151,7 @@ def sync_book(book_id: int, payload: dict[str, Any]) -> dict[str, Any]:
     Returns the service's receipt: ``{"remote_id", "received_at", "fields"}``.
     """
     _pause()
-    if _fails(float(settings.FAKE_API_FAILURE_RATE)):
+    if _fails(float(conditions()["failure_rate"])):
         raise FakeApiError(rng.choice(SYNC_ERRORS))
     received_at: datetime.datetime = timezone.now()
     return {"remote_id": f"bk-{book_id}", "received_at": received_at, "fields": sorted(payload)}

@@ -254,6 +254,14 @@ def import_entry(item: dict[str, Any], state: dict[str, Any]) -> Ok | Skip:
     return Ok({**state, "skips": skips, "skipped": len(skips)})
 
 
+async def sync_imported(state: dict[str, Any]) -> None:
+    """Have each created book synced, like a book saved from its page."""
+    from . import sync
+
+    for book in state["imported"]:
+        await sync.amark_dirty(book["id"])
+
+
 def summarise(state: dict[str, Any]) -> dict[str, Any]:
     """Final counters: every item is now either created or skipped."""
     skips = skips_up_to(state, state["total"])
@@ -275,6 +283,7 @@ class BookImportFlow(Flows):
         set_state(collect_entries),
         run(check_catalogue),
         each("items", import_entry),
+        run(sync_imported),
         set_state(summarise),
         initial_state={
             "sources": [source.key for source in fake_api.SOURCES],

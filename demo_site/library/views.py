@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.messages.views import SuccessMessageMixin
 from django.db import transaction
 from django.forms import BaseModelForm
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import generic
 from django.views.decorators.http import require_POST
 
-from caravela_flow import FlowNotFound, get_state, start, stop
+from caravela_flow import FlowError, FlowNotFound, get_state, start, stop, subscription_url
 from caravela_flow.api import backend
 from caravela_flow.handle import is_flow_id
 
 from . import fake_api, sync
-from .flows import BookImportFlow, BookSyncFlow
+from .flows import SYNC_RETRIES, BookImportFlow, BookSyncFlow
 from .forms import BookForm
 from .models import Book
 
@@ -52,6 +56,8 @@ class BookCreateView(SuccessMessageMixin, SyncOnSaveMixin, generic.CreateView):
 
 
 class BookUpdateView(SuccessMessageMixin, SyncOnSaveMixin, generic.UpdateView):
+    """The book page: the form (saved as you type), both live indicators, the outage switch."""
+
     model = Book
     form_class = BookForm
     success_url = reverse_lazy("library:book_list")
@@ -59,8 +65,55 @@ class BookUpdateView(SuccessMessageMixin, SyncOnSaveMixin, generic.UpdateView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        context["sync_handle"] = sync.sync_handle(self.object.pk)
+        # Started now if need be, so this page follows the flow its first edit reaches.
+        context["sync_handle"] = sync.ensure(self.object)
+        context["fake_api"] = fake_api.conditions()
+        context["max_retries"] = SYNC_RETRIES
         return context
+
+
+@require_POST
+def book_autosave(request: HttpRequest, pk: int) -> JsonResponse:
+    """Save the book page's form as the user types; the sync flow debounces the burst."""
+    book = get_object_or_404(Book, pk=pk)
+    form = BookForm(request.POST, instance=book)
+    if not form.is_valid():
+        return JsonResponse({"saved": False, "errors": form.errors.get_json_data()}, status=400)
+    form.save()
+    handle = sync.mark_dirty(book.pk)
+    return JsonResponse(
+        {
+            "saved": True,
+            "title": book.title,
+            "subscription_url": subscription_url(handle, request.user),
+        }
+    )
+
+
+@require_POST
+def fake_api_conditions(request: HttpRequest) -> HttpResponse:
+    """The outage switch: set the fake API's failure rate and latency, or go back to normal."""
+    if request.POST.get("action") == "reset":
+        fake_api.clear_conditions()
+    else:
+        try:
+            rate = min(1.0, max(0.0, float(request.POST.get("failure_rate", ""))))
+            if request.POST.get("action") == "outage":
+                rate = 1.0
+            latency = min(10_000.0, max(0.0, float(request.POST.get("latency_ms", ""))))
+        except ValueError:
+            return JsonResponse(
+                {"error": "failure_rate and latency_ms must be numbers"}, status=400
+            )
+        fake_api.set_conditions(latency, rate)
+    conditions = fake_api.conditions()
+    if request.headers.get("Accept") == "application/json":
+        return JsonResponse(conditions)
+    messages.success(request, "Fake API conditions changed.")
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, {request.get_host()}):
+        target = reverse("library:book_list")
+    return redirect(target)
 
 
 class BookDeleteView(SuccessMessageMixin, generic.DeleteView):
@@ -92,7 +145,7 @@ def book_sync(request: HttpRequest, pk: int) -> HttpResponse:
 def import_start(request: HttpRequest) -> HttpResponse:
     """GET: what an import does. POST: start one and go to its progress page."""
     if request.method == "POST":
-        handle = start(BookImportFlow, "import_books")
+        handle = start(BookImportFlow, "import_books", {"started_at": timezone.now().isoformat()})
         return HttpResponseRedirect(reverse("library:import_progress", args=[handle.id]))
     latency = fake_api.latency_ms()
     sources = [(source, round(latency * source.latency_factor)) for source in fake_api.SOURCES]
@@ -118,28 +171,98 @@ SYNC_KEY = BookSyncFlow.sync_book.key
 IMPORT_KEY = BookImportFlow.import_books.key
 
 
+#: What the dashboard calls each demo flow.
+FLOW_NAMES = {SYNC_KEY: "Book sync", IMPORT_KEY: "Book import"}
+
+
+def flow_name(definition_key: str) -> str:
+    """A flow's name in words: "Book sync", or "Sync book" from ``...sync_book``."""
+    return (
+        FLOW_NAMES.get(definition_key)
+        or definition_key.rsplit(".", 1)[-1].replace("_", " ").capitalize()
+    )
+
+
+def _age_seconds(started_at: Any) -> float | None:
+    if isinstance(started_at, str):
+        started_at = parse_datetime(started_at)
+    if not isinstance(started_at, datetime.datetime):
+        return None
+    return max(0.0, (timezone.now() - started_at).total_seconds())
+
+
+def _sync_step(info: Any, state: dict[str, Any]) -> str:
+    if info.status != "running":
+        return "ended"
+    if state.get("dirty") is True:
+        return "letting edits settle (debounce)"
+    if state.get("dirty"):
+        attempt = int(state.get("attempts") or 0) + 1
+        total = state.get("max_attempts") or attempt
+        return f"pushing to the API (attempt {min(attempt, total)} of {total})"
+    return "waiting for an edit"
+
+
+IMPORT_STEPS = {
+    "fetching": "fetching the feeds (parallel)",
+    "checking": "checking the entries",
+    "importing": "creating books (each)",
+    "done": "done",
+}
+
+
 def _describe(info: Any) -> dict[str, Any]:
     """One row of the running-flows table: the flow's info plus what it is about."""
-    label = ".".join(info.flow.split(".")[-2:])  # "BookSyncFlow.sync_book"
-    row: dict[str, Any] = {"info": info, "label": label, "about": "", "link": None}
+    row: dict[str, Any] = {
+        "info": info,
+        "id": info.id,
+        "flow": info.flow,
+        "name": flow_name(info.flow),
+        "key": getattr(info, "key", None),
+        "status": info.status,
+        "version": info.version,
+        "restarts": info.restarts,
+        "step": "",
+        "age_seconds": None,
+        "about": "",
+        "link": None,
+        "stop_url": reverse("library:flow_stop", args=[info.id]),
+    }
     try:
         state = get_state(info.id)
-    except FlowNotFound:
+    except FlowError:
         state = {}
+    row["age_seconds"] = _age_seconds(state.get("started_at"))
     if info.flow == SYNC_KEY and state.get("book_id") is not None:
         book = Book.objects.filter(pk=state["book_id"]).only("title").first()
         row["about"] = f"“{book.title}”" if book else f"book {state['book_id']} (deleted)"
         row["link"] = reverse("library:book_edit", args=[book.pk]) if book else None
+        row["key"] = row["key"] or f"book:{state['book_id']}"
+        row["step"] = _sync_step(info, state)
     elif info.flow == IMPORT_KEY:
         row["about"] = f"import, {state.get('phase', '?')}: {state.get('created', 0)} created"
         row["link"] = reverse("library:import_progress", args=[info.id])
+        phase = state.get("phase", "")
+        row["step"] = IMPORT_STEPS.get(phase, phase) if info.status == "running" else "ended"
+        if phase == "importing":
+            row["step"] += f": {state.get('processed', 0)} of {state.get('total', 0)}"
     return row
 
 
-def flow_list(request: HttpRequest) -> HttpResponse:
-    """Every flow this deployment hosts (running first), with a stop button each."""
+def _flow_rows() -> list[dict[str, Any]]:
     infos = sorted(backend().flows(), key=lambda info: (info.status != "running", info.flow))
-    return render(request, "library/flow_list.html", {"rows": [_describe(i) for i in infos]})
+    return [_describe(info) for info in infos]
+
+
+def flow_list(request: HttpRequest) -> HttpResponse:
+    """The flows dashboard: every flow this deployment hosts, updated live, a stop button each."""
+    return render(request, "library/flow_list.html", {"rows": _flow_rows()})
+
+
+def flow_list_data(request: HttpRequest) -> JsonResponse:
+    """The dashboard's rows as JSON (the page polls it)."""
+    rows = [{k: v for k, v in row.items() if k != "info"} for row in _flow_rows()]
+    return JsonResponse({"flows": rows})
 
 
 @require_POST
@@ -150,7 +273,10 @@ def flow_stop(request: HttpRequest, flow_id: str) -> HttpResponse:
     try:
         stop(flow_id)
     except FlowNotFound:
-        messages.info(request, f"Flow {flow_id[:8]}… had already ended.")
+        stopped, text = False, f"Flow {flow_id[:8]}… had already ended."
     else:
-        messages.success(request, f"Stopped flow {flow_id[:8]}….")
+        stopped, text = True, f"Stopped flow {flow_id[:8]}…."
+    if request.headers.get("Accept") == "application/json":
+        return JsonResponse({"stopped": stopped, "message": text})
+    (messages.success if stopped else messages.info)(request, text)
     return redirect("library:flow_list")

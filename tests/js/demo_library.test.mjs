@@ -46,8 +46,29 @@ test("syncView: retries and failure", () => {
     label: "Sync failed",
     detail: "retries exhausted · after 4 attempts · last error: 504",
   });
-  assert.equal(syncView("failed", idle, "book 1 no longer exists").detail, "book 1 no longer exists");
+  const gone = syncView("failed", { ...idle, dirty: "processing" }, "book 1 no longer exists");
+  assert.equal(gone.detail, "book 1 no longer exists");
   assert.equal(syncView("stopped", { ...idle, dirty: true }).phase, "stopped");
+});
+
+test("syncView: the last failed attempt reads Sync failed, never attempt 5 of 4", () => {
+  const last = syncView("running", { ...idle, dirty: "processing", attempts: 4, last_error: "503" });
+  assert.deepEqual(last, {
+    phase: "failed",
+    label: "Sync failed",
+    detail: "retries exhausted · after 4 attempts · last error: 503",
+  });
+  const ended = syncView("failed", { ...idle, dirty: "processing", attempts: 4, last_error: "503" }, "retries exhausted");
+  assert.deepEqual(ended, last);
+});
+
+test("syncView: a flow that ends between syncs keeps showing the last sync", () => {
+  const synced = { ...idle, synced_at: "2026-01-02T03:04:05Z", sync_version: 3, attempts: 1 };
+  const view = syncView("failed", synced, "worker shutting down");
+  assert.equal(view.phase, "synced");
+  assert.match(view.label, /^Synced at /);
+  assert.equal(view.detail, "version 3 · live status ended: worker shutting down");
+  assert.equal(syncView("failed", idle, "worker shutting down").phase, "idle");
 });
 
 test("importView: progress and the end", () => {

@@ -18,9 +18,12 @@ function clockTime(iso) {
 /**
  * A book's sync indicator: `{phase, label, detail}` where phase is one of
  * connecting, gone, idle, pending, syncing, synced, failed, stopped.
+ *
+ * A last failed attempt reads "Sync failed" at once (not "attempt 5 of 4"),
+ * and a flow that ended between syncs keeps showing the last sync.
  */
 export function syncView(status, state, reason = null, connection = "open") {
-  if (!state) {
+  if (!state || !("dirty" in state)) {
     if (connection === "gone" || connection === "refused") {
       return { phase: "gone", label: "No live status", detail: "" };
     }
@@ -28,16 +31,25 @@ export function syncView(status, state, reason = null, connection = "open") {
   }
   const attempts = state.attempts || 0;
   const maxAttempts = state.max_attempts || attempts;
-  if (status === "failed") {
+  const midSync = Boolean(state.dirty);
+  // The last attempt failed: the flow is about to end with "retries exhausted".
+  const outOfRetries = state.dirty === "processing" && state.last_error && attempts >= maxAttempts;
+  if ((status === "failed" && midSync) || (status === "running" && outOfRetries)) {
     // The error event carries no state: the attempt count in `state` may be
     // one behind. Out of retries means every attempt was made.
-    const made = reason === "retries exhausted" ? maxAttempts : attempts;
-    const detail = [reason, made ? `after ${plural(made, "attempt")}` : ""];
+    const made = reason === "retries exhausted" || outOfRetries ? maxAttempts : attempts;
+    const detail = [reason || "retries exhausted", made ? `after ${plural(made, "attempt")}` : ""];
     if (state.last_error) detail.push(`last error: ${state.last_error}`);
     return { phase: "failed", label: "Sync failed", detail: detail.filter(Boolean).join(" · ") };
   }
   if (status === "stopped") {
     return { phase: "stopped", label: "Sync stopped", detail: "" };
+  }
+  if (status === "failed") {
+    // The flow ended between syncs (say, its worker shut down): the book is as
+    // synced as it was; the next edit starts a new flow.
+    const last = settled(state);
+    return { ...last, detail: [last.detail, `live status ended: ${reason}`].filter(Boolean).join(" · ") };
   }
   if (state.dirty === true) {
     return { phase: "pending", label: "Pending", detail: "waiting for edits to settle" };
@@ -52,7 +64,13 @@ export function syncView(status, state, reason = null, connection = "open") {
     }
     return { phase: "syncing", label: "Syncing…", detail: "" };
   }
+  return settled(state);
+}
+
+/** A book with no sync under way: when it last synced, or "Idle". */
+function settled(state) {
   if (state.synced_at) {
+    const attempts = state.attempts || 0;
     const detail = [`version ${state.sync_version}`];
     if (attempts > 1) detail.push(`took ${plural(attempts, "attempt")}`);
     return { phase: "synced", label: `Synced at ${clockTime(state.synced_at)}`, detail: detail.join(" · ") };
