@@ -47,6 +47,8 @@ class Leases:
         self.lease = get_settings().LEASE_SECONDS
         self.fence = fencing.gate = fencing.Fence(self.lease)
         self._failing = False
+        #: Whether a heartbeat ever succeeded (the first one finds no lease: that is normal).
+        self._started = False
         self.adopted = 0
 
     async def keep(self) -> None:
@@ -63,7 +65,8 @@ class Leases:
             lapsed = self.fence.held()
             held, _ = await self.directory.heartbeat(host.id, host.channel, self.lease)
             if lapsed or not held:
-                await self._take_back(lapsed)
+                await self._take_back(lapsed, quiet=not self._started)
+            self._started = True
             self.fence.renew()
             if self._failing:
                 logger.warning("worker host: Redis answers again; lease renewed")
@@ -76,10 +79,10 @@ class Leases:
                 logger.warning("worker host: could not renew its lease: %s", exc)
                 self._failing = True
 
-    async def _take_back(self, lapsed: bool) -> None:
+    async def _take_back(self, lapsed: bool, quiet: bool = False) -> None:
         host = self.host
         specs = list(host.specs.items())
-        logger.warning(
+        (logger.debug if quiet and not specs else logger.warning)(
             "worker host: lease %s; taking back %d flows",
             "lapsed" if lapsed else "was gone (Redis restarted?)",
             len(specs),

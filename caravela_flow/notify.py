@@ -7,9 +7,13 @@ Final messages (``done``/``error``/``stopped``) are never skipped and are
 retried if the layer fails.
 
 Channel layers drop silently: a full group member is skipped by
-``group_send``. So the flow's own group gets *echoes*: a final message is
-sent again twice, and a state sent during a burst (a backlog, or coalesced
-states) is sent again once the flow is quiet, unless a newer message came.
+``group_send``, and nothing tells the sender. So the flow's own group gets
+*echoes*: a final message, and a state sent during a burst (a backlog, or
+coalesced states), is sent again ``ECHO_AFTER`` seconds after it was first
+sent (0.25, 1, 3 and 8 s), unless a newer message came. One echo at a fixed
+moment is not enough: a subscriber still draining the burst's backlog then
+is still full and misses it, so the latest state would wait for the next
+change. Spread echoes reach a subscriber that falls up to 8 s behind.
 Subscribers drop versions they already have (``FlowConsumer`` does), so the
 latest state and the final message get through even when a burst overflowed
 a subscriber. User ``notify`` groups get each message once. Callables and
@@ -20,10 +24,12 @@ runner's loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import weakref
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
@@ -40,10 +46,26 @@ logger = logging.getLogger("caravela_flow")
 
 SHARDS = 4
 FINAL_ATTEMPTS = 8
-#: Seconds between a message and its echo.
-ECHO_SECONDS = 0.25
-#: Echoes of a final message.
-FINAL_ECHOES = 2
+#: Seconds from a message being sent to each of its echoes.
+ECHO_AFTER = (0.25, 1.0, 3.0, 8.0)
+#: Seconds within which a message follows the previous one as part of a burst.
+BURST_SECONDS = ECHO_AFTER[0]
+#: Seconds an echo waits when a newer message of its flow is still queued.
+ECHO_POSTPONE = 0.05
+
+
+@dataclass
+class _Echo:
+    group: str
+    message: Message
+    #: Loop time the message was first sent, and the index of its next echo.
+    sent_at: float
+    step: int = 0
+
+    @property
+    def due(self) -> float:
+        return self.sent_at + ECHO_AFTER[self.step]
+
 
 _publishers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Publisher] = (
     weakref.WeakKeyDictionary()
@@ -68,7 +90,9 @@ class Publisher:
         ]
         self._drainers: list[asyncio.Task[None] | None] = [None] * SHARDS
         self._latest: dict[str, int] = {}
-        self._echoes: dict[str, tuple[str, Message, int]] = {}
+        self._echoes: dict[str, _Echo] = {}
+        #: Set when an echo is added, so the echoer wakes for it.
+        self._echo_added = asyncio.Event()
         self._bursty: set[str] = set()
         #: Loop time of each running flow's last message sent.
         self._last_sent: dict[str, float] = {}
@@ -119,44 +143,67 @@ class Publisher:
                     bool(queue)
                     or flow_id in self._echoes
                     or flow_id in self._bursty
-                    or (previous is not None and now - previous < ECHO_SECONDS)
+                    or (previous is not None and now - previous < BURST_SECONDS)
                 )
                 self._bursty.discard(flow_id)
-                echoes = FINAL_ECHOES if final else int(bursty)
                 for group in groups:
                     await self._group_send(group, message, final)
-                if echoes:
-                    self._echo(groups[0], message, echoes)
+                if final or bursty:
+                    self._echo(groups[0], message, now)
+                else:
+                    self._echoes.pop(flow_id, None)
         finally:
             self._drainers[shard] = None
 
-    def _echo(self, group: str, message: Message, times: int) -> None:
-        self._echoes[message["flow_id"]] = (group, message, times)
+    def _echo(self, group: str, message: Message, sent_at: float) -> None:
+        self._echoes[message["flow_id"]] = _Echo(group, message, sent_at)
+        self._echo_added.set()
         if self._echoer is None:
             self._echoer = self.loop.create_task(self._send_echoes())
 
     async def _send_echoes(self) -> None:
         try:
             while self._echoes:
-                await asyncio.sleep(ECHO_SECONDS)
-                for flow_id, (group, message, times) in list(self._echoes.items()):
-                    if self._echoes.get(flow_id, (None, None))[1] is not message:
-                        continue  # a newer message replaced it meanwhile
+                self._echo_added.clear()
+                wait = min(echo.due for echo in self._echoes.values()) - self.loop.time()
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wait):
+                            await self._echo_added.wait()
+                    continue
+                for flow_id, echo in list(self._echoes.items()):
+                    if self._echoes.get(flow_id) is not echo or echo.due > self.loop.time():
+                        continue  # replaced by a newer message meanwhile, or not yet due
                     if flow_id in self._latest:
-                        continue  # a newer message is queued; echo after it
-                    if times > 1:
-                        self._echoes[flow_id] = (group, message, times - 1)
-                    else:
+                        # A newer message is queued: it replaces this echo when sent.
+                        echo.sent_at += ECHO_POSTPONE
+                        continue
+                    echo.step += 1
+                    if echo.step == len(ECHO_AFTER):
                         del self._echoes[flow_id]
                     self.echoed += 1
-                    await self._group_send(group, message, message["type"] != "flow.state")
+                    final = echo.message["type"] != "flow.state"
+                    await self._group_send(echo.group, echo.message, final)
         finally:
             self._echoer = None
 
     async def flush(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds until every queued message and echo is sent."""
+        """Send every queued message, then each pending echo once more at once.
+
+        Waits up to ``timeout`` seconds (a worker shutting down calls this).
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            busy = [t for t in self._drainers if t is not None]
+            if not busy:
+                break
+            await asyncio.wait(busy, timeout=deadline - loop.time())
+        for echo in self._echoes.values():
+            # Its last echo, due now.
+            echo.step = len(ECHO_AFTER) - 1
+            echo.sent_at = loop.time() - ECHO_AFTER[-1]
+        self._echo_added.set()
         while loop.time() < deadline:
             busy = [t for t in (*self._drainers, self._echoer) if t is not None]
             if not busy:
