@@ -56,21 +56,35 @@ class StaticDaphne(Process):
         return f"http://127.0.0.1:{self.port}{path}"
 
 
+#: The lease of the workers in the failover test: adoption comes within twice this.
+LEASE = 2.0
+#: Adoption is promised within 2 * LEASE; the rest is slack for a loaded 2-core machine.
+ADOPTION_BOUND_MS = int((2 * LEASE + 10) * 1000)
+
+
 @pytest.fixture
 def site(
+    request: pytest.FixtureRequest,
     transactional_db: None,
     redis_server: RedisServer,
     make_pool: Any,
     worker_logs: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[StaticDaphne, WorkerPool]]:
-    """Two workers and daphne on the test database, the fake API quick and reliable."""
+    """Two workers and daphne on the test database, the fake API quick and reliable.
+
+    A test marked ``site_env(NAME=value, ...)`` sets more of the environment
+    of the workers and daphne.
+    """
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{settings.DATABASES['default']['NAME']}")
     monkeypatch.setenv("FAKE_API_LATENCY_MS", "300")
     monkeypatch.setenv("FAKE_API_FAILURE_RATE", "0")
     monkeypatch.setenv("FAKE_API_IMPORT_FAILURE_RATE", "0")
     # Playwright's sync API runs a loop in this thread; the test's ORM calls must still work.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    if marker := request.node.get_closest_marker("site_env"):
+        for name, value in marker.kwargs.items():
+            monkeypatch.setenv(name, value)
     pool: WorkerPool = make_pool()
     pool.spawn(2)
     web = StaticDaphne(redis_server.url, pool.prefix, worker_logs)
@@ -186,6 +200,55 @@ def test_import_in_worker_mode(site: Any, browser: Any) -> None:
     assert tabs.errors == []
 
 
-@pytest.mark.skip(reason="failover of a killed worker's flows is being built (DESIGN §9)")
-def test_a_sync_survives_its_worker_being_killed() -> None:
-    """Kill -9 the worker hosting a book's flow mid-sync: the page shows Synced after adoption."""
+#: Slow enough that the page is seen mid-sync.
+SLOW_PUSH_MS = 2000
+
+
+@pytest.mark.site_env(CARAVELA_FLOW_LEASE_SECONDS=str(LEASE), FAKE_API_LATENCY_MS=str(SLOW_PUSH_MS))
+def test_a_sync_survives_its_worker_being_killed(site: Any, browser: Any) -> None:
+    """Kill -9 the worker hosting a book's flow mid-sync: the page shows Synced after adoption.
+
+    The adopted flow restarts from its start spec under the same id; its first
+    step catches up with the book (edited since its last sync), so the edit
+    whose sync was cut short is pushed, and the open page follows without
+    reloading.
+    """
+    web, pool = site
+    tabs = Tabs(browser)
+    book = Book.objects.create(title="Kindred", author="Octavia E. Butler")
+    page = tabs.new()
+    page.goto(web.url(f"/books/{book.pk}/edit/"))
+    for indicator in indicators(page):
+        expect(indicator).to_have_attribute("data-phase", "idle", timeout=10_000)
+    page.locator("#id_year").press_sequentially("1979", delay=40)
+    for indicator in indicators(page):
+        expect(indicator.locator(".sync-detail")).to_have_text("version 1", timeout=15_000)
+
+    flow_id = page.evaluate(
+        "document.querySelector('[data-caravela-flow-component]').caravelaFlow.connection.flowId"
+    )
+    (host,) = [w for w in pool.workers if w.matches(rf"started flow {flow_id}")]
+    (survivor,) = [w for w in pool.workers if w is not host]
+    page.locator("#id_title").fill("Kindred (1979)")
+    # Mid-sync: the push takes SLOW_PUSH_MS once the edits settle.
+    for indicator in indicators(page):
+        expect(indicator).to_have_attribute("data-phase", "syncing", timeout=10_000)
+    host.kill()
+
+    survivor.wait_for(rf"adopted flow {flow_id}", ADOPTION_BOUND_MS / 1000)
+    for indicator in indicators(page):
+        expect(indicator.locator(".sync-detail")).to_have_text(
+            "version 2", timeout=ADOPTION_BOUND_MS + SLOW_PUSH_MS
+        )
+        expect(indicator).to_have_attribute("data-phase", "synced")
+    book.refresh_from_db()
+    assert (book.title, book.sync_version) == ("Kindred (1979)", 2)
+    # The page never reloaded: the same socket's component followed the adopted flow.
+    assert (
+        page.evaluate(
+            "document.querySelector('[data-caravela-flow-component]').caravelaFlow.connection.flowId"
+        )
+        == flow_id
+    )
+    page.screenshot(path=str(ARTIFACTS / "book-page-after-failover.png"), full_page=True)
+    assert tabs.errors == []

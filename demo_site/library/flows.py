@@ -100,10 +100,34 @@ def push_book(state: dict[str, Any]) -> Ok | Retry | Error:
     )
 
 
+def catch_up(state: dict[str, Any]) -> Ok:
+    """Start from the book as it is: its last sync on record, and whether it changed since.
+
+    A flow started again from its start spec (its worker was lost and another
+    adopted it) thereby picks up an edit whose sync was cut short.
+    """
+    book = (
+        Book.objects.filter(pk=state["book_id"])
+        .values("updated_at", "synced_at", "sync_version")
+        .first()
+    )
+    if book is None or book["synced_at"] is None:
+        return Ok(state)
+    return Ok(
+        {
+            **state,
+            "synced_at": book["synced_at"].isoformat(),
+            "sync_version": book["sync_version"],
+            "dirty": bool(state["dirty"]) or book["updated_at"] > book["synced_at"],
+        }
+    )
+
+
 class BookSyncFlow(Flows):
-    """One per book: waits for edits, lets them settle, then pushes the book."""
+    """One per book: catches up, waits for edits, lets them settle, then pushes the book."""
 
     sync_book = flow(
+        run(catch_up),
         repeat(
             wait_until(is_dirty),
             debounce(SYNC_DEBOUNCE_MS),
