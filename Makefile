@@ -6,31 +6,38 @@ PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.demo-installed
 LINT_PATHS := caravela_flow demo_site tests
 SYSTEM_PACKAGES := chromium redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo demo-workers migrate lint format test bench node-deps js deps-system clean
+.PHONY: help venv demo-venv demo demo-workers migrate lint format test bench node-deps js deps-system clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
-venv: $(STAMP) ## Create .venv and install requirements + caravela_flow (editable)
+venv: $(STAMP) ## Create .venv with everything: the demo's packages, test and lint tools, caravela_flow (editable)
 
-$(STAMP): requirements.txt pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+demo-venv: $(DEMO_STAMP) ## Create .venv with only what the demo needs to run
+
+$(STAMP): requirements.txt $(DEMO_STAMP)
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(DEMO_STAMP): requirements-demo.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements-demo.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-migrate: venv ## Apply database migrations
+migrate: demo-venv ## Apply database migrations
 	$(BIN)/python manage.py migrate --noinput
 
 demo: node-deps js migrate ## Serve the demo on 127.0.0.1, port PORT (default 8000), via daphne
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
-demo-workers: venv node-deps js migrate deps-system ## The demo in worker mode: private Redis, two runworker processes, daphne; Ctrl-C stops all
+demo-workers: demo-venv node-deps js migrate deps-system ## The demo in worker mode: private Redis, two runworker processes, daphne; Ctrl-C stops all
 	PORT=$(PORT) $(BIN)/python demo_site/demo_workers.py
 
 lint: venv ## ruff check, ruff format --check, mypy

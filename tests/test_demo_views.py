@@ -17,7 +17,7 @@ from django.urls import reverse
 import caravela_flow
 from caravela_flow import FlowHandle, FlowNotFound, get_state, signal, stop
 from caravela_flow.api import backend
-from caravela_flow.testing import FlowProbe
+from caravela_flow.testing import FlowProbe, start_probe
 from caravela_flow.tokens import read_token
 from demo_site.library import sync
 from demo_site.library.flows import BookImportFlow, BookSyncFlow
@@ -238,9 +238,13 @@ class FlowListViewTests(DemoViewTestCase):
     def test_lists_the_flows_with_a_stop_button_for_running_ones(self) -> None:
         book = Book.objects.create(title="Emma", author="Jane Austen")
         # Not marked dirty: it stays idle, so its version holds still.
-        handle = caravela_flow.start(BookSyncFlow, "sync_book", {"book_id": book.pk})
+        probe = start_probe(BookSyncFlow, "sync_book", {"book_id": book.pk})
+        handle = probe.handle
+        assert handle is not None
         self.stop_later(handle)
         signal(handle, {"note": "a state change, version 1"})
+        # Applied once the flow's first step (catching up with the book) is done.
+        probe.wait_state({"note": "a state change, version 1"})
         response = self.client.get(reverse("library:flow_list"))
         self.assertEqual(response.status_code, 200)
         row = re.search(
@@ -254,7 +258,7 @@ class FlowListViewTests(DemoViewTestCase):
         self.assertIn(reverse("library:book_edit", args=[book.pk]), row.group(1))
         self.assertIn(reverse("library:flow_stop", args=[handle.id]), row.group(1))
         self.assertIn("csrfmiddlewaretoken", row.group(1))
-        self.assertIn("<td>1</td>", row.group(1))
+        self.assertIn('<td data-label="Version">1</td>', row.group(1))
 
     def test_the_stop_button_stops_the_flow(self) -> None:
         book = Book.objects.create(title="Emma", author="Jane Austen")

@@ -396,3 +396,42 @@ class DemoInBrowserTests(ChannelsLiveServerTestCase):  # type: ignore[misc]
         self.assertEqual(created[-1], 15)
         self.assertEqual(Book.objects.count(), 15)
         self.assertEqual(self.errors, [])
+
+    def test_every_page_fits_a_phone_screen(self) -> None:
+        """At 390 px wide (a phone), no page scrolls sideways and the nav stays on one line."""
+        book = Book.objects.create(
+            title="A Very Long Title About Distributed Systems and Their Many Failures",
+            author="Somebody With An Extraordinarily Long Name",
+            isbn="9780141439556",
+            year=1999,
+        )
+        page = self.browser.new_page(viewport={"width": 390, "height": 844})
+        self.addCleanup(page.close)
+        page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+        page.goto(self.url("library:import_start"))
+        page.click("button:has-text('Start the import')")
+        page.wait_for_url(re.compile(r"/import/[0-9a-f]{32}/$"))
+        expect(page.locator(".import-status")).to_have_text(
+            "Done: 15 created, 7 skipped", timeout=20_000
+        )
+        pages = {
+            "import progress": page.url,
+            "book list": self.url("library:book_list"),
+            "new book": self.url("library:book_create"),
+            "book page": self.url("library:book_edit", book.pk),
+            "import": self.url("library:import_start"),
+            "running flows": self.url("library:flow_list"),
+        }
+        for name, url in pages.items():
+            page.goto(url)
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(ARTIFACTS / f"phone-{name.replace(' ', '-')}.png"))
+            width = page.evaluate("document.documentElement.scrollWidth")
+            self.assertLessEqual(width, 390, f"{name} ({url}) is {width} px wide")
+            nav = page.locator("nav").first
+            box = nav.bounding_box()
+            assert box is not None
+            links = nav.get_by_role("link")
+            tops = {round(links.nth(i).bounding_box()["y"]) for i in range(links.count())}
+            self.assertEqual(len(tops), 1, f"{name}: the nav wraps onto {len(tops)} lines")
+        self.assertEqual(self.errors, [])
