@@ -1,7 +1,7 @@
 """caravela_flow: ephemeral async workflows for Django, pushed live over Channels."""
 
 from .api import aget_state, asignal, astart, astop, get_state, signal, start, stop
-from .callables import remote_callable
+from .callables import RefusedCallable, remote_callable
 from .definition import FlowDefinition, Flows, flow
 from .dsl import debounce, each, parallel, race, repeat, run, sequence, set_state, wait, wait_until
 from .errors import (
@@ -11,12 +11,13 @@ from .errors import (
     FlowNotFound,
     FlowTimeout,
     FlowUnreachable,
+    MalformedFlowId,
     NoWorkerAvailable,
 )
 from .handle import FlowHandle
 from .results import Error, Ok, Retry, Skip
 from .state import StateError
-from .tokens import subscription_url
+from .tokens import TokenRefused, subscription_url
 
 __version__ = "0.1.0"
 
@@ -31,11 +32,14 @@ __all__ = [
     "FlowTimeout",
     "FlowUnreachable",
     "Flows",
+    "MalformedFlowId",
     "NoWorkerAvailable",
     "Ok",
+    "RefusedCallable",
     "Retry",
     "Skip",
     "StateError",
+    "TokenRefused",
     "aget_state",
     "asignal",
     "astart",

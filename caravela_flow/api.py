@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVarTuple, overload
 
 from .conf import get_settings
 from .definition import Flows
@@ -16,11 +17,14 @@ from .errors import FlowArgumentError
 from .groups import is_group_name
 from .handle import FlowHandle, flow_id_of
 from .state import StateError, check_state
-from .types import State
+from .types import Sink, State
 
 if TYPE_CHECKING:
     from .definition import FlowDefinition
     from .supervisor import FlowInfo, Snapshot
+
+#: The extra arguments of a signal function ``fn(state, *args)``.
+Args = TypeVarTuple("Args")
 
 
 class Backend(Protocol):
@@ -141,7 +145,7 @@ def start(
     flows_class: type[Flows],
     name: str,
     initial_state: State | None = None,
-    notify: Any = None,
+    notify: Sink | None = None,
     *,
     key: str | None = None,
 ) -> FlowHandle:
@@ -158,7 +162,7 @@ async def astart(
     flows_class: type[Flows],
     name: str,
     initial_state: State | None = None,
-    notify: Any = None,
+    notify: Sink | None = None,
     *,
     key: str | None = None,
 ) -> FlowHandle:
@@ -167,7 +171,13 @@ async def astart(
     return await backend().astart(definition, state, notify, _check_key(key))
 
 
-def signal(handle: FlowHandle | str, update: Any, *args: Any) -> None:
+@overload
+def signal(handle: FlowHandle | str, update: State) -> None: ...
+@overload
+def signal(
+    handle: FlowHandle | str, update: Callable[[State, *Args], State], *args: *Args
+) -> None: ...
+def signal(handle: FlowHandle | str, update: object, *args: object) -> None:
     """Merge a dict into the flow's state, or replace it with ``update(state, *args)``.
 
     Returns once the update is applied, or queued behind an in-flight step.
@@ -176,7 +186,13 @@ def signal(handle: FlowHandle | str, update: Any, *args: Any) -> None:
     backend().signal(flow_id, _check_update(update, args), args)
 
 
-async def asignal(handle: FlowHandle | str, update: Any, *args: Any) -> None:
+@overload
+async def asignal(handle: FlowHandle | str, update: State) -> None: ...
+@overload
+async def asignal(
+    handle: FlowHandle | str, update: Callable[[State, *Args], State], *args: *Args
+) -> None: ...
+async def asignal(handle: FlowHandle | str, update: object, *args: object) -> None:
     """Async twin of :func:`signal`."""
     flow_id = flow_id_of(handle)
     await backend().asignal(flow_id, _check_update(update, args), args)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack, get_args
 
 from .errors import FlowDefinitionError, FlowNotFound
 from .registry import registry
 from .state import StateError, check_state
 from .steps import Sequence, Step
-from .types import State
+from .types import FlowOptions, Restart, State
 
-RESTART_POLICIES = ("transient", "temporary")
-_OPTIONS = {"restart", "max_restarts", "max_seconds"}
+#: The restart policies (the values of :data:`caravela_flow.types.Restart`).
+RESTART_POLICIES: tuple[Restart, ...] = get_args(Restart)
+_OPTIONS = frozenset(FlowOptions.__annotations__)
 
 
 def _key(owner: type, name: str) -> str:
@@ -31,7 +32,7 @@ class FlowDefinition:
         self,
         body: Sequence,
         initial_state: State,
-        restart: str = "transient",
+        restart: Restart = "transient",
         max_restarts: int = 3,
         max_seconds: float = 5,
     ) -> None:
@@ -55,7 +56,9 @@ class FlowDefinition:
         return f"<FlowDefinition {self.key or '(unbound)'}>"
 
 
-def flow(*steps: Step, initial_state: State | None = None, **options: Any) -> FlowDefinition:
+def flow(
+    *steps: Step, initial_state: State | None = None, **options: Unpack[FlowOptions]
+) -> FlowDefinition:
     """Declare a flow whose body is ``sequence(*steps)``.
 
     Options: ``restart`` (``"transient"``: restart after a crash, the default;

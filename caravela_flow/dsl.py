@@ -1,8 +1,10 @@
-"""The builders of the flow DSL; each returns a frozen step from :mod:`.steps`."""
+"""The builders of the flow DSL; each returns a frozen step from :mod:`.steps`.
+
+Their signatures say what each function receives (see :mod:`.types`); the
+steps check the same at runtime, for untyped callers.
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 from .steps import (
     Debounce,
@@ -17,7 +19,7 @@ from .steps import (
     Wait,
     WaitUntil,
 )
-from .types import Duration, Predicate, StateFn
+from .types import Backoff, Duration, EachFn, Predicate, RunFn, StateFn, TaskBuilder, Tasks
 
 
 def sequence(*steps: Step) -> Sequence:
@@ -51,33 +53,47 @@ def set_state(fn: StateFn) -> SetState:
 
 
 def run(
-    fn: Any,
+    fn: RunFn,
     retries: int = 0,
-    backoff: str = "exponential",
+    backoff: Backoff = "exponential",
     base_delay: Duration = 100,
     max_delay: Duration | None = None,
     jitter: bool = False,
     timeout: Duration | None = None,
 ) -> Run:
-    """Call ``fn(state)`` with ``retries`` retries spaced by ``backoff``."""
+    """Call ``fn(state)`` with ``retries`` retries spaced by ``backoff``.
+
+    ``fn`` is sync (run in a thread) or async and returns ``None``,
+    ``Ok(state)``, ``Retry(state)`` or ``Error(reason)``.
+    """
     return Run(fn, retries, backoff, base_delay, max_delay, jitter, timeout)  # type: ignore[arg-type]
 
 
 def parallel(
-    fn_or_list: Any,
+    fn_or_list: TaskBuilder | Tasks,
     collect_as: str,
     max_concurrency: int | None = None,
     timeout: Duration | None = None,
 ) -> Parallel:
-    """Run tasks at once and collect their results, in order, at ``state[collect_as]``."""
+    """Run tasks at once and collect their results, in order, at ``state[collect_as]``.
+
+    ``fn_or_list`` is a list of zero-argument tasks, or ``fn(state)`` that returns one.
+    """
     return Parallel(fn_or_list, collect_as, max_concurrency, timeout)  # type: ignore[arg-type]
 
 
-def race(fn_or_list: Any, collect_as: str, timeout: Duration | None = None) -> Race:
-    """Run tasks at once; the first to succeed puts its result at ``state[collect_as]``."""
+def race(fn_or_list: TaskBuilder | Tasks, collect_as: str, timeout: Duration | None = None) -> Race:
+    """Run tasks at once; the first to succeed puts its result at ``state[collect_as]``.
+
+    ``fn_or_list`` is a list of zero-argument tasks, or ``fn(state)`` that returns one.
+    """
     return Race(fn_or_list, collect_as, timeout)  # type: ignore[arg-type]
 
 
-def each(key: str, fn: Any = None) -> Each:
-    """Call ``fn(item, state)`` for every item of ``state[key]``."""
+def each(key: str, fn: EachFn) -> Each:
+    """Call ``fn(item, state)`` for every item of ``state[key]``.
+
+    ``fn`` is sync (run in a thread) or async and returns ``None``,
+    ``Ok(state)``, ``Skip(reason)`` or ``Error(reason)``.
+    """
     return Each(key, fn)

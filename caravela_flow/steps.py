@@ -8,13 +8,15 @@ time with :class:`~caravela_flow.errors.FlowDefinitionError`. What a step
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, get_args
 
 from .errors import FlowDefinitionError
+from .types import Backoff, EachFn, Predicate, RunFn, StateFn, Task, TaskBuilder
 
-BACKOFFS = ("constant", "linear", "exponential")
+#: The backoffs ``run`` knows (the values of :data:`caravela_flow.types.Backoff`).
+BACKOFFS: tuple[Backoff, ...] = get_args(Backoff)
 
 
 def describe_fn(fn: Any) -> str:
@@ -112,7 +114,7 @@ class Wait(Step):
 class WaitUntil(Step):
     """Continue once ``predicate(state)`` is true; re-checked after every signal."""
 
-    predicate: Any
+    predicate: Predicate
     timeout: float | None = None
 
     def __post_init__(self) -> None:
@@ -142,7 +144,7 @@ class Debounce(Step):
 class SetState(Step):
     """Replace the state with ``fn(state)``."""
 
-    fn: Any
+    fn: StateFn
 
     def __post_init__(self) -> None:
         _callable(self.fn, "set_state")
@@ -155,9 +157,9 @@ class SetState(Step):
 class Run(Step):
     """Call ``fn(state)`` (sync in a thread, or async) with retries and backoff."""
 
-    fn: Any
+    fn: RunFn
     retries: int = 0
-    backoff: str = "exponential"
+    backoff: Backoff = "exponential"
     base_delay: float = 100
     max_delay: float | None = None
     jitter: bool = False
@@ -213,7 +215,7 @@ def _collect_key(key: Any, step: str) -> None:
 class Parallel(Step):
     """Run tasks at once; their results go, in order, to ``state[collect_as]``."""
 
-    fn: Any
+    fn: TaskBuilder | tuple[Task, ...]
     collect_as: str
     max_concurrency: int | None = None
     timeout: float | None = None
@@ -239,7 +241,7 @@ class Parallel(Step):
 class Race(Step):
     """Run tasks at once; the first to succeed wins ``state[collect_as]``."""
 
-    fn: Any
+    fn: TaskBuilder | tuple[Task, ...]
     collect_as: str
     timeout: float | None = None
 
@@ -258,7 +260,7 @@ class Each(Step):
     """Call ``fn(item, state)`` for each item of ``state[key]``."""
 
     key: str
-    fn: Any = field(default=None)
+    fn: EachFn
 
     def __post_init__(self) -> None:
         if not isinstance(self.key, str) or not self.key:

@@ -59,8 +59,7 @@ class FlowProbe:
     def __init__(self) -> None:
         #: Every message received, in order.
         self.messages: list[Message] = []
-        #: The flow's handle, once started through :func:`start_probe`/:func:`astart_probe`.
-        self.handle: FlowHandle | None = None
+        self._handle: FlowHandle | None = None
         self._lock = threading.Condition()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
@@ -74,6 +73,27 @@ class FlowProbe:
                 _wake(future)
             elif not loop.is_closed():
                 loop.call_soon_threadsafe(_wake, future)
+
+    @property
+    def handle(self) -> FlowHandle:
+        """The probed flow's handle.
+
+        Set by :func:`start_probe`/:func:`astart_probe`; after
+        ``start(..., notify=probe)`` assign it yourself (``probe.handle = handle``).
+        Reading it before then raises :class:`RuntimeError`.
+        """
+        if self._handle is None:
+            raise RuntimeError(
+                "this FlowProbe has no flow yet: start one with start_probe()/astart_probe(), "
+                "or set probe.handle to the handle that start(..., notify=probe) returned"
+            )
+        return self._handle
+
+    @handle.setter
+    def handle(self, handle: FlowHandle) -> None:
+        if not isinstance(handle, FlowHandle):
+            raise TypeError(f"probe.handle must be a FlowHandle, got {handle!r:.80}")
+        self._handle = handle
 
     @property
     def final(self) -> Message | None:
@@ -101,8 +121,8 @@ class FlowProbe:
     def _first(self, match: Callable[[State], bool]) -> tuple[State | None, int]:
         with self._lock:
             seen = len(self.messages)
-        if self.handle is not None:
-            current = get_state(self.handle)
+        if self._handle is not None:
+            current = get_state(self._handle)
             if match(current):
                 return current, seen
         found, _ = self._scan(seen, match)

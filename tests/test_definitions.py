@@ -451,7 +451,9 @@ def test_each_without_a_key() -> None:
 
 def test_each_without_fn() -> None:
     with expect(r"^each\('items'\): fn must be callable, got None"):
-        each("items")
+        each("items", None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'fn'"):
+        each("items")  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("key", ["", None, 3])

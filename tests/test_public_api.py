@@ -52,9 +52,16 @@ DESIGN_NAMES = [
     "FlowTimeout",
     "subscription_url",
 ]
-# Beyond the design list: the definition type flow() returns, and the mark that lets
-# worker-mode messages call a function outside a flows module (DESIGN §11).
-EXTRA_NAMES = ["FlowDefinition", "remote_callable"]
+# Beyond the design list: the definition type flow() returns, the mark that lets
+# worker-mode messages call a function outside a flows module (DESIGN §11), and
+# the other public error classes.
+EXTRA_NAMES = [
+    "FlowDefinition",
+    "remote_callable",
+    "MalformedFlowId",
+    "RefusedCallable",
+    "TokenRefused",
+]
 
 
 def noop(state: dict) -> dict:
@@ -284,7 +291,7 @@ def test_error_hierarchy() -> None:
     assert issubclass(caravela_flow.FlowDefinitionError, ValueError)
 
 
-def test_every_exception_caravela_flow_defines_is_a_flow_error() -> None:
+def _public_exceptions() -> list[type[BaseException]]:
     import importlib
     import pkgutil
 
@@ -303,6 +310,17 @@ def test_every_exception_caravela_flow_defines_is_a_flow_error() -> None:
                 and value.__module__ != "caravela_flow.runner"  # internal control flow
             ):
                 found.append(value)
+    return found
+
+
+def test_every_exception_caravela_flow_defines_is_a_flow_error() -> None:
+    found = _public_exceptions()
     assert caravela_flow.FlowNotFound in found
     for cls in found:
         assert issubclass(cls, caravela_flow.FlowError), cls
+
+
+def test_every_public_exception_is_importable_from_caravela_flow() -> None:
+    for cls in _public_exceptions():
+        assert getattr(caravela_flow, cls.__name__, None) is cls, cls
+        assert cls.__name__ in caravela_flow.__all__, cls

@@ -218,13 +218,29 @@ class SyncProbeTests(SimpleTestCase):
     def test_a_probe_passed_as_notify(self) -> None:
         probe = FlowProbe()
         handle = start(HelperFlows, "gated", notify=probe)
-        self.assertIsNone(probe.handle)
+        with self.assertRaisesRegex(RuntimeError, "this FlowProbe has no flow yet"):
+            probe.handle  # noqa: B018 - the property raises
         self.assertIsNone(probe.final)
         signal(handle, {"ready": True})
         final = probe.wait_end(timeout=5)
         self.assertEqual(final["flow_id"], handle.id)
         self.assertEqual(final["state"]["stage"], "done")
         self.assertEqual(probe.states[-1], final["state"])
+
+    def test_a_probe_passed_as_notify_is_given_its_handle(self) -> None:
+        probe = FlowProbe()
+        handle = start(HelperFlows, "gated", {"n": 7}, notify=probe)
+        probe.handle = handle
+        self.assertIs(probe.handle, handle)
+        # The current state counts once the probe knows its flow.
+        self.assertEqual(probe.wait_state({"n": 7}, timeout=1)["stage"], "gated")
+        stop(handle)
+        self.assertEqual(probe.wait_end(timeout=5)["type"], "flow.stopped")
+
+    def test_handle_must_be_a_flow_handle(self) -> None:
+        probe = FlowProbe()
+        with self.assertRaisesRegex(TypeError, "probe.handle must be a FlowHandle, got 'abc'"):
+            probe.handle = "abc"  # type: ignore[assignment]
 
 
 def from_another_thread(
