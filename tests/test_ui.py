@@ -115,6 +115,29 @@ def ordered_suffix(values: list[str], sequence: list[str]) -> bool:
     return bool(values) and sequence[-len(values) :] == values
 
 
+def create_sync_and_delete(page: Page, base_url: str, title: str) -> None:
+    """Add a book through the form, watch it sync from the list, delete it: its flow stops."""
+    page.goto(f"{base_url}/books/new/")
+    page.fill("#id_title", title)
+    page.fill("#id_author", "Ursula K. Le Guin")
+    page.click("button:has-text('Save')")
+    page.wait_for_url(f"{base_url}/")
+    book = Book.objects.get(title=title)
+    indicator = page.locator(f'.sync[data-book="{book.pk}"]')
+    expect(indicator).to_have_attribute("data-phase", "synced", timeout=15_000)
+
+    page.goto(f"{base_url}/books/{book.pk}/delete/")
+    page.get_by_role("button", name="Yes, delete it").click()
+    page.wait_for_url(f"{base_url}/")
+    expect(page.locator(".message")).to_contain_text(f"Deleted “{title}”.")
+    expect(page.get_by_role("link", name=title)).to_have_count(0)
+    assert not Book.objects.filter(pk=book.pk).exists()
+    # The deleted book's flow was stopped: the dashboard lists it as stopped.
+    page.goto(f"{base_url}/flows/")
+    row = page.locator("tbody:visible tr", has_text=f"book:{book.pk}")
+    expect(row).to_have_attribute("data-status", "stopped", timeout=10_000)
+
+
 @skipUnless(os.path.exists(CHROMIUM), f"{CHROMIUM} is missing (make deps-system installs it)")
 @skipUnless(sync_playwright is not None, "the playwright package is not installed")
 @override_settings(
@@ -434,4 +457,8 @@ class DemoInBrowserTests(ChannelsLiveServerTestCase):  # type: ignore[misc]
             links = nav.get_by_role("link")
             tops = {round(links.nth(i).bounding_box()["y"]) for i in range(links.count())}
             self.assertEqual(len(tops), 1, f"{name}: the nav wraps onto {len(tops)} lines")
+        self.assertEqual(self.errors, [])
+
+    def test_a_book_is_created_synced_and_deleted(self) -> None:
+        create_sync_and_delete(self.page, self.live_server_url, "The Dispossessed")
         self.assertEqual(self.errors, [])

@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 
 from demo_site.library.models import Book
-from tests.test_ui import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, RECORDER
+from tests.test_ui import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, RECORDER, create_sync_and_delete
 from tests.worker_support import (
     STARTUP_SECONDS,
     Process,
@@ -183,6 +183,13 @@ def test_book_page_dashboard_and_outage_in_worker_mode(site: Any, browser: Any) 
     expect(dashboard.locator(".message")).to_contain_text("Stopped flow", timeout=10_000)
     for indicator in indicators(page):
         expect(indicator).to_have_attribute("data-phase", "stopped", timeout=10_000)
+    assert tabs.errors == []
+
+
+def test_a_book_is_created_synced_and_deleted_in_worker_mode(site: Any, browser: Any) -> None:
+    web, _ = site
+    tabs = Tabs(browser)
+    create_sync_and_delete(tabs.new(), web.url(""), "The Dispossessed")
     assert tabs.errors == []
 
 
