@@ -181,15 +181,66 @@ async def test_after_redis_restarts_empty_every_flow_and_open_socket_is_live_aga
                     first = json.loads(await asyncio.wait_for(socket.recv(), 20))
                     assert (first["event"], first["state"]["count"]) == ("snapshot", 1)
 
+                # Signals keep flowing to some flows through the outage.
+                flowing = handles[SOCKETS : SOCKETS + 10]
+                outcomes: dict[str, list[bool]] = {h.id: [] for h in flowing}
+                restarted, done = asyncio.Event(), asyncio.Event()
+                resumed = {h.id: asyncio.Event() for h in flowing}
+
+                async def keep_signalling(handle: Any) -> None:
+                    while not done.is_set():
+                        try:
+                            await asignal(handle, increment)
+                        except FlowError:
+                            outcomes[handle.id].append(False)
+                            await asyncio.sleep(0.05)  # pacing the retries, not waiting for one
+                        else:
+                            outcomes[handle.id].append(True)
+                            if restarted.is_set():
+                                resumed[handle.id].set()
+
+                signalling = [asyncio.create_task(keep_signalling(h)) for h in flowing]
                 server.stop()
-                # While Redis is down, calls fail with a FlowError within their timeout.
-                with pytest.raises(NoWorkerAvailable):
-                    await astart(WorkerFlows, "hold")
+                # While Redis is down, every call fails with a FlowError within its timeout.
+                quiet = handles[-1]
+
+                async def fails_in_time(call: Callable[[], Any]) -> BaseException:
+                    began = time.monotonic()
+                    with pytest.raises(FlowError) as raised:
+                        await call()
+                    assert time.monotonic() - began < 20 + 10  # REQUEST_TIMEOUT, and slack
+                    return raised.value
+
+                failures = await asyncio.gather(
+                    fails_in_time(lambda: astart(WorkerFlows, "hold")),
+                    fails_in_time(lambda: aget_state(quiet)),
+                    fails_in_time(lambda: asignal(quiet, increment)),
+                )
+                assert isinstance(failures[0], NoWorkerAvailable)
                 server = RedisServer(worker_logs, port=server.port)
                 back = time.monotonic()
+                restarted.set()
 
-                states = await bounded([lambda h=h: aget_state(h) for h in handles], 20)
-                assert [s["count"] for s in states] == [1] * 100  # the same runs, not restarts
+                steady = [h for h in handles if h not in flowing]
+                states = await bounded([lambda h=h: aget_state(h) for h in steady], 20)
+                assert [s["count"] for s in states] == [1] * len(steady)  # the same runs
+                # The flowing signals resume; none that succeeded was lost.
+                await asyncio.wait_for(
+                    asyncio.gather(*(resumed[h.id].wait() for h in flowing)), RESTART_BOUND
+                )
+                done.set()
+                await asyncio.gather(*signalling)
+                for handle in flowing:
+                    count = (await aget_state(handle))["count"]
+                    succeeded, failed = (
+                        outcomes[handle.id].count(True),
+                        outcomes[handle.id].count(False),
+                    )
+                    assert 1 + succeeded <= count <= 1 + succeeded + failed, (
+                        count,
+                        succeeded,
+                        failed,
+                    )
                 await bounded([lambda h=h: asignal(h, increment) for h in handles], 20)
 
                 async def latest(socket: Any) -> None:
