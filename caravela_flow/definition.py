@@ -12,7 +12,9 @@ from .steps import Sequence, Step
 from .types import State
 
 RESTART_POLICIES = ("transient", "temporary")
-_OPTIONS = {"restart", "max_restarts", "max_seconds"}
+_OPTIONS = {"restart", "max_restarts", "max_seconds", "verbose_name"}
+#: Longest ``verbose_name``.
+MAX_VERBOSE_NAME = 100
 
 
 def _key(owner: type, name: str) -> str:
@@ -25,7 +27,16 @@ class FlowDefinition:
     Made by :func:`caravela_flow.flow`; named when assigned to a ``Flows`` class.
     """
 
-    __slots__ = ("body", "initial_state", "key", "max_restarts", "max_seconds", "name", "restart")
+    __slots__ = (
+        "body",
+        "initial_state",
+        "key",
+        "max_restarts",
+        "max_seconds",
+        "name",
+        "restart",
+        "verbose_name",
+    )
 
     def __init__(
         self,
@@ -34,6 +45,7 @@ class FlowDefinition:
         restart: str = "transient",
         max_restarts: int = 3,
         max_seconds: float = 5,
+        verbose_name: str = "",
     ) -> None:
         self.body = body
         self.initial_state = initial_state
@@ -42,6 +54,9 @@ class FlowDefinition:
         self.max_seconds = max_seconds
         self.name: str = ""
         self.key: str = ""
+        #: The flow's name in words, for people ("Book sync"); by default from its
+        #: attribute's name (``sync_book`` → "Sync book").
+        self.verbose_name = verbose_name
 
     def __set_name__(self, owner: type, name: str) -> None:
         # The first binding names the flow. A second one is refused by
@@ -50,9 +65,17 @@ class FlowDefinition:
         if not self.key:
             self.name = name
             self.key = _key(owner, name)
+            if not self.verbose_name:
+                self.verbose_name = words(name)
 
     def __repr__(self) -> str:
         return f"<FlowDefinition {self.key or '(unbound)'}>"
+
+
+def words(name: str) -> str:
+    """An identifier in words: ``"sync_book"`` → ``"Sync book"``."""
+    text = " ".join(name.replace("_", " ").split())
+    return text[:1].upper() + text[1:] if text else name
 
 
 def flow(*steps: Step, initial_state: State | None = None, **options: Any) -> FlowDefinition:
@@ -60,7 +83,9 @@ def flow(*steps: Step, initial_state: State | None = None, **options: Any) -> Fl
 
     Options: ``restart`` (``"transient"``: restart after a crash, the default;
     ``"temporary"``: never), ``max_restarts`` (default 3) in ``max_seconds``
-    (default 5).
+    (default 5), ``verbose_name`` (the flow's name in words for people, as
+    dashboards and ``manage.py flows`` show it; default from the attribute's
+    name: ``sync_book`` → "Sync book").
     """
     unknown = set(options) - _OPTIONS
     if unknown:
@@ -95,7 +120,18 @@ def flow(*steps: Step, initial_state: State | None = None, **options: Any) -> Fl
         raise FlowDefinitionError(
             f"flow: max_seconds must be a number of seconds > 0 or a timedelta, got {given!r}"
         )
-    return FlowDefinition(body, initial, restart, max_restarts, float(max_seconds))
+    verbose_name = options.get("verbose_name")
+    if verbose_name is not None and (
+        not isinstance(verbose_name, str)
+        or not verbose_name.strip()
+        or len(verbose_name) > MAX_VERBOSE_NAME
+    ):
+        raise FlowDefinitionError(
+            f"flow: verbose_name must be a non-empty string of at most {MAX_VERBOSE_NAME} "
+            f"characters, got {verbose_name!r:.80}"
+        )
+    named = (verbose_name or "").strip()
+    return FlowDefinition(body, initial, restart, max_restarts, float(max_seconds), named)
 
 
 class Flows:
