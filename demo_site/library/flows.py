@@ -127,6 +127,7 @@ class BookSyncFlow(Flows):
             "sync_version": None,
             "syncs": 0,
         },
+        verbose_name="Book sync",
     )
 
 
@@ -297,4 +298,5 @@ class BookImportFlow(Flows):
             "imported": [],
             "skips": [],
         },
+        verbose_name="Book import",
     )
