@@ -12,13 +12,23 @@ from .steps import Sequence, Step
 from .types import State
 
 RESTART_POLICIES = ("transient", "temporary")
-_OPTIONS = {"restart", "max_restarts", "max_seconds", "verbose_name"}
-#: Longest ``verbose_name``.
-MAX_VERBOSE_NAME = 100
+_OPTIONS = {"restart", "max_restarts", "max_seconds"}
 
 
 def _key(owner: type, name: str) -> str:
     return f"{owner.__module__}.{owner.__qualname__}.{name}"
+
+
+#: ``flow()`` options besides the supervision ones.
+_NAMING = frozenset({"verbose_name"})
+#: Longest ``verbose_name``.
+MAX_VERBOSE_NAME = 100
+
+
+def words(name: str) -> str:
+    """An identifier in words: ``"sync_book"`` → ``"Sync book"``."""
+    text = " ".join(name.replace("_", " ").split())
+    return text[:1].upper() + text[1:] if text else name
 
 
 class FlowDefinition:
@@ -72,12 +82,6 @@ class FlowDefinition:
         return f"<FlowDefinition {self.key or '(unbound)'}>"
 
 
-def words(name: str) -> str:
-    """An identifier in words: ``"sync_book"`` → ``"Sync book"``."""
-    text = " ".join(name.replace("_", " ").split())
-    return text[:1].upper() + text[1:] if text else name
-
-
 def flow(*steps: Step, initial_state: State | None = None, **options: Any) -> FlowDefinition:
     """Declare a flow whose body is ``sequence(*steps)``.
 
@@ -87,11 +91,11 @@ def flow(*steps: Step, initial_state: State | None = None, **options: Any) -> Fl
     dashboards and ``manage.py flows`` show it; default from the attribute's
     name: ``sync_book`` → "Sync book").
     """
-    unknown = set(options) - _OPTIONS
+    unknown = set(options) - _OPTIONS - _NAMING
     if unknown:
         raise FlowDefinitionError(
             f"flow: unknown option(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(_OPTIONS))}"
+            f"known: {', '.join(sorted(_OPTIONS | _NAMING))}"
         )
     if not steps:
         raise FlowDefinitionError("flow: a flow needs at least one step")
@@ -120,7 +124,7 @@ def flow(*steps: Step, initial_state: State | None = None, **options: Any) -> Fl
         raise FlowDefinitionError(
             f"flow: max_seconds must be a number of seconds > 0 or a timedelta, got {given!r}"
         )
-    verbose_name = options.get("verbose_name")
+    verbose_name = dict(options).get("verbose_name")
     if verbose_name is not None and (
         not isinstance(verbose_name, str)
         or not verbose_name.strip()
