@@ -124,7 +124,7 @@ def flow(*steps: Step, initial_state: State | None = None, **options: Any) -> Fl
         raise FlowDefinitionError(
             f"flow: max_seconds must be a number of seconds > 0 or a timedelta, got {given!r}"
         )
-    verbose_name = dict(options).get("verbose_name")
+    verbose_name = dict(options).get("verbose_name")  # a name, not a supervision option
     if verbose_name is not None and (
         not isinstance(verbose_name, str)
         or not verbose_name.strip()
