@@ -33,6 +33,7 @@ from tests.worker_support import (
     RedisServer,
     Subscriber,
     WorkerPool,
+    free_port,
     unique_prefix,
     worker_env,
     worker_mode,
@@ -93,7 +94,9 @@ def test_list_shows_the_flows_of_both_workers_with_their_host_and_pid(caller: Wo
             assert row["host"] and row["restarts"] == 0 and 0 <= row["age_seconds"] < 120
     assert rows[keyed.id]["key"] == keyed.key
 
-    text, errors = run_command("list")
+    begun = time.monotonic()
+    text, errors = run_command("list", "--timeout", "30")
+    assert time.monotonic() - begun < 10  # done once both workers have answered
     assert errors == ""
     lines = text.splitlines()
     assert lines[0] == "Worker mode: the flows of every worker (2 answered)."
@@ -191,6 +194,15 @@ def test_no_worker_is_a_clear_error_that_says_what_to_run(redis_server: RedisSer
         with pytest.raises(CommandError, match=f"runworker {WORKER_CHANNEL}` running"):
             run_command("inspect", uuid.uuid4().hex)
         assert time.monotonic() - begun < 10
+
+
+def test_redis_out_of_reach_is_a_clear_error() -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    with (
+        worker_mode(nowhere, unique_prefix("no-redis")),
+        pytest.raises(CommandError, match="cannot reach Redis"),
+    ):
+        run_command("list", "--timeout", "1")
 
 
 async def test_malformed_list_and_inspect_messages_are_refused_and_the_worker_keeps_serving(
