@@ -62,7 +62,7 @@ class Command(BaseCommand):
             else:
                 self._stop(_checked_id(options["flow_id"]))
         except FlowUnreachable as exc:
-            raise CommandError(f"{exc}; {operations.worker_hint()}") from None
+            raise CommandError(f"{exc}; {_hint(str(exc))}") from None
         except NoWorkerAvailable as exc:
             raise CommandError(str(exc)) from None
         except FlowNotFound as exc:
@@ -124,6 +124,13 @@ def _checked_id(value: str) -> str:
     if not is_flow_id(value):
         raise CommandError(f"{value!r:.80} is not a flow id (32 lowercase hex digits)")
     return value
+
+
+def _hint(message: str) -> str:
+    if "cannot reach Redis" in message:
+        alias = get_settings().CHANNEL_LAYER
+        return f"is Redis up, and are CHANNEL_LAYERS[{alias!r}]'s hosts right?"
+    return operations.worker_hint()
 
 
 def _not_found(message: str) -> str:
