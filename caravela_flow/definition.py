@@ -20,13 +20,34 @@ def _key(owner: type, name: str) -> str:
     return f"{owner.__module__}.{owner.__qualname__}.{name}"
 
 
+#: ``flow()`` options besides the supervision ones.
+_NAMING = frozenset({"verbose_name"})
+#: Longest ``verbose_name``.
+MAX_VERBOSE_NAME = 100
+
+
+def words(name: str) -> str:
+    """An identifier in words: ``"sync_book"`` → ``"Sync book"``."""
+    text = " ".join(name.replace("_", " ").split())
+    return text[:1].upper() + text[1:] if text else name
+
+
 class FlowDefinition:
     """A declared flow: its body, initial state and supervision options.
 
     Made by :func:`caravela_flow.flow`; named when assigned to a ``Flows`` class.
     """
 
-    __slots__ = ("body", "initial_state", "key", "max_restarts", "max_seconds", "name", "restart")
+    __slots__ = (
+        "body",
+        "initial_state",
+        "key",
+        "max_restarts",
+        "max_seconds",
+        "name",
+        "restart",
+        "verbose_name",
+    )
 
     def __init__(
         self,
@@ -35,6 +56,7 @@ class FlowDefinition:
         restart: Restart = "transient",
         max_restarts: int = 3,
         max_seconds: float = 5,
+        verbose_name: str = "",
     ) -> None:
         self.body = body
         self.initial_state = initial_state
@@ -43,6 +65,9 @@ class FlowDefinition:
         self.max_seconds = max_seconds
         self.name: str = ""
         self.key: str = ""
+        #: The flow's name in words, for people ("Book sync"); by default from its
+        #: attribute's name (``sync_book`` → "Sync book").
+        self.verbose_name = verbose_name
 
     def __set_name__(self, owner: type, name: str) -> None:
         # The first binding names the flow. A second one is refused by
@@ -51,6 +76,8 @@ class FlowDefinition:
         if not self.key:
             self.name = name
             self.key = _key(owner, name)
+            if not self.verbose_name:
+                self.verbose_name = words(name)
 
     def __repr__(self) -> str:
         return f"<FlowDefinition {self.key or '(unbound)'}>"
@@ -63,13 +90,15 @@ def flow(
 
     Options: ``restart`` (``"transient"``: restart after a crash, the default;
     ``"temporary"``: never), ``max_restarts`` (default 3) in ``max_seconds``
-    (default 5).
+    (default 5), ``verbose_name`` (the flow's name in words for people, as
+    dashboards and ``manage.py flows`` show it; default from the attribute's
+    name: ``sync_book`` → "Sync book").
     """
-    unknown = set(options) - _OPTIONS
+    unknown = set(options) - _OPTIONS - _NAMING
     if unknown:
         raise FlowDefinitionError(
             f"flow: unknown option(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(_OPTIONS))}"
+            f"known: {', '.join(sorted(_OPTIONS | _NAMING))}"
         )
     if not steps:
         raise FlowDefinitionError("flow: a flow needs at least one step")
@@ -98,7 +127,18 @@ def flow(
         raise FlowDefinitionError(
             f"flow: max_seconds must be a number of seconds > 0 or a timedelta, got {given!r}"
         )
-    return FlowDefinition(body, initial, restart, max_restarts, float(max_seconds))
+    verbose_name = dict(options).get("verbose_name")  # a name, not a supervision option
+    if verbose_name is not None and (
+        not isinstance(verbose_name, str)
+        or not verbose_name.strip()
+        or len(verbose_name) > MAX_VERBOSE_NAME
+    ):
+        raise FlowDefinitionError(
+            f"flow: verbose_name must be a non-empty string of at most {MAX_VERBOSE_NAME} "
+            f"characters, got {verbose_name!r:.80}"
+        )
+    named = (verbose_name or "").strip()
+    return FlowDefinition(body, initial, restart, max_restarts, float(max_seconds), named)
 
 
 class Flows:

@@ -274,6 +274,18 @@ class Directory:
             alive = await pipe.execute()
         return [h for h, up in zip(hosts, alive, strict=True) if not up]
 
+    async def live_hosts(self) -> list[str]:
+        """Registered hosts whose lease is held (the workers that should answer)."""
+        members = await self.redis.smembers(self._k("hosts"))
+        hosts = sorted(h for h in map(_text, members) if h is not None)
+        if not hosts:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for host in hosts:
+                pipe.exists(self._k("host", host))
+            alive = await pipe.execute()
+        return [h for h, up in zip(hosts, alive, strict=True) if up]
+
     async def adopt(self, dead: str, me: str, batch: int = 50) -> list[Adopted]:
         """Take up to ``batch`` running flows of a dead host; each goes to one adopter."""
         keys = [

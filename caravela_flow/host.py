@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+import socket
 import time
 import uuid
 from collections import OrderedDict
@@ -47,7 +49,7 @@ SWEEP_SECONDS = 30.0
 #: Requests a fenced host drops unanswered: the caller asks again, maybe elsewhere.
 _HELD_BACK = frozenset(
     {"caravela.start", "caravela.accept", "caravela.signal", "caravela.get_state"}
-    | {"caravela.snapshot", "caravela.stop"}
+    | {"caravela.snapshot", "caravela.stop", "caravela.inspect"}
 )
 
 _IN_PROGRESS: dict[str, Any] = {}
@@ -335,10 +337,18 @@ class WorkerHost:
 
         self._spawn(settle())
 
+    def _inspect(self, message: dict[str, Any]) -> None:
+        def details(flow_id: str) -> dict[str, Any]:
+            return {"details": {**supervisor.details(flow_id), **_where()}}
+
+        self._answer(message, details)
+
     def _list(self, message: dict[str, Any]) -> None:
-        flows = [dataclasses.asdict(info) for info in supervisor.flows()]
-        answer = {"type": "caravela.flows", "request": _text(message, "request"), "flows": flows}
-        self._reply(_text(message, "reply"), answer, remember=False)
+        request, reply = _text(message, "request"), _text(message, "reply")
+        where = _where()
+        flows = [{**dataclasses.asdict(info), **where} for info in supervisor.flows()]
+        answer = {"type": "caravela.flows", "request": request, "worker": self.id, "flows": flows}
+        self._reply(reply, answer, remember=False)
 
     # -- replies -------------------------------------------------------------
 
@@ -413,7 +423,14 @@ _HANDLERS: dict[str, Any] = {
     "caravela.snapshot": WorkerHost._snapshot,
     "caravela.stop": WorkerHost._stop,
     "caravela.list": WorkerHost._list,
+    "caravela.inspect": WorkerHost._inspect,
 }
+
+
+def _where() -> dict[str, Any]:
+    """Where this process's flows run, as ``caravela.list`` and ``caravela.inspect`` say."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
 
 _host: WorkerHost | None = None
 

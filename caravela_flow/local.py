@@ -15,7 +15,7 @@ from .conf import get_settings
 from .errors import FlowNotFound, FlowTimeout
 from .handle import FlowHandle
 from .loops import acall_on, call_on, home_loop, running_loop
-from .supervisor import FlowInfo, Snapshot, supervisor
+from .supervisor import FlowInfo, Snapshot, Survey, supervisor
 from .types import State
 
 if TYPE_CHECKING:
@@ -89,6 +89,13 @@ class LocalBackend:
 
     async def aflows(self) -> list[FlowInfo]:
         return supervisor.flows()
+
+    def survey(self, seconds: float) -> Survey:
+        return Survey(supervisor.flows())
+
+    def inspect(self, flow_id: str) -> dict[str, Any]:
+        # Like get_state: the runner replaces its fields, never edits them.
+        return supervisor.details(flow_id)
 
     async def asnapshot(self, flow_id: str) -> Snapshot:
         return supervisor.snapshot(flow_id)

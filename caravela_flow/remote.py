@@ -54,7 +54,7 @@ from .handle import FlowHandle
 from .loops import background_loop, cancel_and_wait, running_loop
 from .receiving import messages
 from .state import wire_state
-from .supervisor import FlowInfo, Snapshot
+from .supervisor import FlowInfo, Snapshot, Survey
 from .types import State
 
 logger = logging.getLogger("caravela_flow")
@@ -408,30 +408,57 @@ class Client:
         return route.channel, problem
 
     async def flows(self, seconds: float = 0.5) -> list[FlowInfo]:
-        """Ask every worker for the flows it hosts; collects answers for ``seconds``."""
+        """Ask every worker for the flows it hosts; waits at most ``seconds`` for answers."""
+        return (await self.survey(seconds)).flows
+
+    async def survey(self, seconds: float) -> Survey:
+        """Ask every worker for the flows it hosts.
+
+        Answers are collected until every worker holding a lease has answered,
+        or for ``seconds``. Redis out of reach raises :class:`FlowUnreachable`.
+        """
         await self._connect()
+        assert self.directory is not None
         request = uuid.uuid4().hex
         queue = self._waiters[request] = asyncio.Queue()
         found: list[FlowInfo] = []
+        answered: set[str] = set()
         try:
             ask = {"type": "caravela.list", "request": request, "reply": self.channel}
             try:
+                expected = set(await self.directory.live_hosts())
                 await self.layer.group_send(workers_group(), ask)
             except Exception as exc:
                 raise FlowUnreachable(
-                    f"cannot ask the workers for their flows: cannot reach Redis ({exc})"
+                    f"cannot ask the workers for their flows: cannot reach Redis "
+                    f"({type(exc).__name__}: {exc})"
                 ) from None
             loop = asyncio.get_running_loop()
             deadline = loop.time() + seconds
-            while True:
+            while not expected or not expected <= answered:
                 try:
                     reply = await self._next(queue, deadline - loop.time())
                 except TimeoutError:
                     break
-                found.extend(FlowInfo(**info) for info in reply.get("flows", ()))
+                worker, flows = reply.get("worker"), reply.get("flows")
+                if not isinstance(flows, list) or worker in answered:
+                    continue
+                if isinstance(worker, str):
+                    answered.add(worker)
+                found.extend(_infos(flows))
         finally:
             del self._waiters[request]
-        return found
+        return Survey(found, len(answered), len(expected - answered))
+
+
+def _infos(flows: list[Any]) -> list[FlowInfo]:
+    out = []
+    for data in flows:
+        try:
+            out.append(FlowInfo.from_wire(data))
+        except ValueError as exc:
+            logger.warning("caravela_flow client: ignored a worker's flow description: %s", exc)
+    return out
 
 
 def _error(reply: dict[str, Any]) -> FlowError:
@@ -543,3 +570,10 @@ class WorkerBackend:
 
     async def aflows(self) -> list[FlowInfo]:
         return await client().flows()
+
+    def survey(self, seconds: float) -> Survey:
+        return _run(lambda c: c.survey(seconds))
+
+    def inspect(self, flow_id: str) -> dict[str, Any]:
+        reply = _run(lambda c: c.request(flow_id, "inspect", {}))
+        return dict(reply["details"])

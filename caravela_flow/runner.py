@@ -17,6 +17,7 @@ import asyncio
 import enum
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -147,8 +148,10 @@ class FlowRunner:
         "publish",
         "reason",
         "start_state",
+        "started_at",
         "state",
         "status",
+        "step",
         "task",
         "version",
     )
@@ -185,6 +188,10 @@ class FlowRunner:
         self.adoptions = 0
         #: The flow's key (``start(..., key=...)``), or None.
         self.key: str | None = None
+        #: When this host started (or adopted) the flow, as ``time.time()``.
+        self.started_at = time.time()
+        #: The leaf step being run (None before the first one).
+        self.step: Step | None = None
 
     def __repr__(self) -> str:
         return f"<FlowRunner {self.definition.key} {self.id} {self.status.value}>"
@@ -213,6 +220,7 @@ class FlowRunner:
         self._pending = None
         self._wake = None
         self._crash = None
+        self.step = None
         self.state = self.start_state
         self.emit("state", state=wire_state(self.state))
 
@@ -310,6 +318,7 @@ class FlowRunner:
                 gate = fencing.gate
                 if gate is not None and gate.held():
                     await gate.wait()  # worker mode: this host may have lost its lease
+                self.step = step
                 await leaf[kind](self, step)
 
     async def _sleep_or_wake(self, seconds: float | None) -> bool:

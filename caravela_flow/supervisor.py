@@ -9,6 +9,7 @@ flow's state free of locks.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import uuid
@@ -40,6 +41,40 @@ class FlowInfo:
     restarts: int
     #: The key it was started with (``start(..., key=...)``), or None.
     key: str | None = None
+    #: The step it is at while running (``"debounce(500)"``, ``"run(sync_book)"`` …), else None.
+    step: str | None = None
+    #: When its host started (or adopted) it, in seconds since the epoch.
+    started_at: float | None = None
+    #: Worker mode: the machine and process id of the worker that hosts it.
+    host: str | None = None
+    pid: int | None = None
+
+    @classmethod
+    def from_wire(cls, data: Any) -> FlowInfo:
+        """A ``FlowInfo`` from its dict form as a worker sent it; ``ValueError`` if malformed.
+
+        Fields this version does not know are ignored, so a newer worker's answer still reads.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a flow description must be a dict, got {data!r:.80}")
+        values = {f.name: data.get(f.name) for f in dataclasses.fields(cls)}
+        for name in ("id", "flow", "status"):
+            if not isinstance(values[name], str):
+                raise ValueError(f"flow description: {name} must be a string")
+        for name in ("version", "restarts"):
+            if isinstance(values[name], bool) or not isinstance(values[name], int):
+                raise ValueError(f"flow description: {name} must be an int")
+        for name in ("key", "step", "host"):
+            if values[name] is not None and not isinstance(values[name], str):
+                raise ValueError(f"flow description: {name} must be a string or null")
+        started, pid = values["started_at"], values["pid"]
+        if started is not None and (
+            isinstance(started, bool) or not isinstance(started, (int, float))
+        ):
+            raise ValueError("flow description: started_at must be a number or null")
+        if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int)):
+            raise ValueError("flow description: pid must be an int or null")
+        return cls(**values)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -53,6 +88,17 @@ class Snapshot:
     state: State
     #: Why the flow failed, when ``status == "failed"``.
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What a look at the deployment's flows found."""
+
+    flows: list[FlowInfo]
+    #: Workers that answered (local mode: 0, this process answers).
+    answered: int = 0
+    #: Worker mode: workers that hold a lease but did not answer in time.
+    silent: int = 0
 
 
 @dataclass(frozen=True)
@@ -142,17 +188,23 @@ class Supervisor:
 
     def flows(self) -> list[FlowInfo]:
         """A description of every hosted flow (running and retained)."""
-        return [
-            FlowInfo(
-                r.id,
-                r.definition.key,
-                r.status.public,
-                r.version,
-                len(r.crashes or ()) + r.adoptions,
-                r.key,
-            )
-            for r in list(self._flows.values())
-        ]
+        return [_info(r) for r in list(self._flows.values())]
+
+    def details(self, flow_id: str) -> dict[str, Any]:
+        """Everything known about one flow, as JSON-ready data (running or retained)."""
+        runner = self.get(flow_id)
+        definition = runner.definition
+        notify = runner.notify
+        return {
+            **dataclasses.asdict(_info(runner)),
+            "reason": runner.reason,
+            "restart": definition.restart,
+            "max_restarts": definition.max_restarts,
+            "max_seconds": definition.max_seconds,
+            "notify": notify if notify is None or isinstance(notify, str) else repr(notify),
+            "start_state": wire_state(runner.start_state),
+            "state": wire_state(runner.state),
+        }
 
     def statistics(self) -> Statistics:
         """How many flows are running and how many finished ones are retained."""
@@ -278,6 +330,20 @@ class Supervisor:
             self._finish(runner, Status.STOPPED)
         else:
             self._finish(runner, Status.FAILED, runner.abort_reason)
+
+
+def _info(r: FlowRunner) -> FlowInfo:
+    running = not r.status.finished
+    return FlowInfo(
+        r.id,
+        r.definition.key,
+        r.status.public,
+        r.version,
+        len(r.crashes or ()) + r.adoptions,
+        r.key,
+        r.step.describe() if running and r.step is not None else None,
+        r.started_at,
+    )
 
 
 supervisor = Supervisor()

@@ -151,6 +151,7 @@ class BookSyncFlow(Flows):
             "sync_version": None,
             "syncs": 0,
         },
+        verbose_name="Book sync",
     )
 
 
@@ -321,4 +322,5 @@ class BookImportFlow(Flows):
             "imported": [],
             "skips": [],
         },
+        verbose_name="Book import",
     )

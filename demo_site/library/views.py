@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from typing import Any
 
 from django.contrib import messages
@@ -21,6 +22,7 @@ from django.views.decorators.http import require_POST
 from caravela_flow import FlowError, FlowNotFound, get_state, start, stop, subscription_url
 from caravela_flow.api import backend
 from caravela_flow.handle import is_flow_id
+from caravela_flow.operations import flow_title
 
 from . import fake_api, sync
 from .flows import SYNC_RETRIES, BookImportFlow, BookSyncFlow
@@ -171,16 +173,9 @@ SYNC_KEY = BookSyncFlow.sync_book.key
 IMPORT_KEY = BookImportFlow.import_books.key
 
 
-#: What the dashboard calls each demo flow.
-FLOW_NAMES = {SYNC_KEY: "Book sync", IMPORT_KEY: "Book import"}
-
-
 def flow_name(definition_key: str) -> str:
-    """A flow's name in words: "Book sync", or "Sync book" from ``...sync_book``."""
-    return (
-        FLOW_NAMES.get(definition_key)
-        or definition_key.rsplit(".", 1)[-1].replace("_", " ").capitalize()
-    )
+    """A flow's name in words, its ``verbose_name`` ("Book sync"), as ``manage.py flows`` shows."""
+    return flow_title(definition_key)
 
 
 def _age_seconds(started_at: Any) -> float | None:
@@ -233,6 +228,8 @@ def _describe(info: Any) -> dict[str, Any]:
     except FlowError:
         state = {}
     row["age_seconds"] = _age_seconds(state.get("started_at"))
+    if row["age_seconds"] is None and getattr(info, "started_at", None) is not None:
+        row["age_seconds"] = max(0.0, time.time() - info.started_at)
     if info.flow == SYNC_KEY and state.get("book_id") is not None:
         book = Book.objects.filter(pk=state["book_id"]).only("title").first()
         row["about"] = f"“{book.title}”" if book else f"book {state['book_id']} (deleted)"
