@@ -70,7 +70,7 @@ TaskBuilder: TypeAlias = Callable[[State], Tasks | None]
 
 
 class FlowOptions(TypedDict, total=False):
-    """The supervision options of ``flow(...)``, all optional."""
+    """The options of ``flow(...)``, all optional."""
 
     #: ``"transient"`` (default): restart after a crash; ``"temporary"``: never.
     restart: Restart
@@ -78,6 +78,9 @@ class FlowOptions(TypedDict, total=False):
     max_restarts: int
     #: The restart budget's window, in seconds or a timedelta (default 5).
     max_seconds: float | timedelta
+    #: The flow's name in words, for people (``manage.py flows``, dashboards);
+    #: by default its attribute's name in words (``sync_book`` → "Sync book").
+    verbose_name: str
 
 
 __all__ = [

@@ -144,7 +144,7 @@ class BookSync(Flows):
         ),
         initial_state={"dirty": False, "book_id": None},
     )
-    once = flow(wait_until(is_dirty, timeout=100), restart="temporary")
+    once = flow(wait_until(is_dirty, timeout=100), restart="temporary", verbose_name="Once")
     budget = flow(wait(1), restart=restart, max_restarts=1, max_seconds=0.5)
     spread = flow(each("rows", save_row), **options)
 
