@@ -13,6 +13,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import get_settings
+from .redis_timeouts import check_socket_timeouts
 
 
 @register()
@@ -156,6 +157,17 @@ def _check_redis_exposure(layer: dict[str, Any]) -> list[CheckMessage]:
             id="caravela_flow.W004",
         )
     ]
+
+
+@register()
+def check_redis_timeouts(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W020: redis-py 8 and a channels-redis host whose idle receives would time out."""
+    try:
+        alias = get_settings().CHANNEL_LAYER
+    except ImproperlyConfigured:
+        return []  # E001 says so
+    layer = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get(alias)
+    return check_socket_timeouts(alias, layer) if isinstance(layer, dict) else []
 
 
 # --- live components (W010 to W019) -------------------------------------------

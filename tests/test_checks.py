@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from typing import Any
+from unittest import mock
 
 from django.core.checks import Error, Warning, run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.test import SimpleTestCase, modify_settings, override_settings
 
-from caravela_flow.checks import check_settings
+from caravela_flow.checks import check_redis_timeouts, check_settings
 from caravela_flow.conf import FlowSettings, get_settings
+from caravela_flow.redis_timeouts import redis_major
 
 REDIS_LAYERS = {
     "default": {
@@ -260,3 +263,100 @@ class SettingsTests(SimpleTestCase):
         with override_settings(CARAVELA_FLOW={"GROUP_PREFIX": "p" * 60, "WORKER_CHANNEL": "w.1"}):
             self.assertEqual(len(get_settings().GROUP_PREFIX), 60)
         self.assertEqual(get_settings().MODE, "local")
+
+
+def core_layer(*hosts: Any, **config: Any) -> dict[str, Any]:
+    backend = "channels_redis.core.RedisChannelLayer"
+    return {"default": {"BACKEND": backend, "CONFIG": {"hosts": list(hosts), **config}}}
+
+
+class RedisTimeoutCheckTests(SimpleTestCase):
+    """W020. Only the version of redis-py is mocked."""
+
+    def check(self, layers: dict[str, Any], major: int | None = 8) -> list[Any]:
+        with (
+            mock.patch("caravela_flow.redis_timeouts.redis_major", return_value=major),
+            override_settings(CHANNEL_LAYERS=layers),
+        ):
+            return check_redis_timeouts()
+
+    def test_redis_8_and_a_bare_url_gives_the_exact_fix(self) -> None:
+        [warning] = self.check(core_layer("redis://127.0.0.1:6379/0", prefix="app"))
+        self.assertEqual(warning.id, "caravela_flow.W020")
+        self.assertIsInstance(warning, Warning)
+        self.assertIn("redis-py 8", warning.msg)
+        self.assertIn("'redis://127.0.0.1:6379/0'", warning.msg)
+        fixed = {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": 15}],
+                "prefix": "app",
+            },
+        }
+        self.assertEqual(
+            warning.hint, f"Give each host a socket_timeout: CHANNEL_LAYERS['default'] = {fixed!r}"
+        )
+
+    def test_hosts_that_time_out(self) -> None:
+        cases: list[tuple[Any, Any]] = [
+            (
+                {"address": "redis://h:6379/0"},
+                {"address": "redis://h:6379/0", "socket_timeout": 15},
+            ),
+            (
+                {"address": "redis://h:6379/0", "socket_timeout": 5},
+                {"address": "redis://h:6379/0", "socket_timeout": 15},
+            ),
+            (("h", 6379), {"address": "redis://h:6379/0", "socket_timeout": 15}),
+            ("redis://h/0?socket_timeout=2", None),
+        ]
+        for host, fixed in cases:
+            with self.subTest(host=host):
+                [warning] = self.check(core_layer(host))
+                self.assertEqual(warning.id, "caravela_flow.W020")
+                if fixed is not None:
+                    self.assertIn(repr([fixed]), warning.hint)
+
+    def test_only_the_hosts_that_time_out_are_changed_in_the_hint(self) -> None:
+        good = {"address": "redis://a:6379/0", "socket_timeout": 15}
+        [warning] = self.check(core_layer(good, "redis://b:6379/0"))
+        self.assertIn(
+            repr([good, {"address": "redis://b:6379/0", "socket_timeout": 15}]), warning.hint
+        )
+        self.assertNotIn("redis://a", warning.msg)
+
+    def test_no_hosts_means_channels_redis_default_host(self) -> None:
+        layers = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+        [warning] = self.check(layers)
+        self.assertIn("redis://localhost:6379", warning.hint)
+
+    def test_quiet_cases(self) -> None:
+        cases: list[tuple[dict[str, Any], int | None]] = [
+            (core_layer({"address": "redis://h/0", "socket_timeout": 15}), 8),
+            (core_layer({"address": "redis://h/0", "socket_timeout": None}), 8),
+            (core_layer("redis://h/0?socket_timeout=10"), 8),
+            (core_layer("redis://h:6379/0"), 7),  # redis-py 7 has no default timeout
+            (core_layer("redis://h:6379/0"), None),  # redis-py not installed
+            (IN_MEMORY_LAYERS, 8),
+            ({"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"}}, 8),
+            ({}, 8),
+        ]
+        for layers, major in cases:
+            with self.subTest(layers=layers, major=major):
+                self.assertEqual(self.check(layers, major), [])
+
+    def test_it_checks_the_configured_alias_and_is_registered(self) -> None:
+        layers = {"flows": core_layer("redis://h:6379/0")["default"], **IN_MEMORY_LAYERS}
+        with override_settings(CARAVELA_FLOW={"CHANNEL_LAYER": "flows"}):
+            [warning] = self.check(layers)
+            self.assertIn("CHANNEL_LAYERS['flows']", warning.msg)
+            with (
+                mock.patch("caravela_flow.redis_timeouts.redis_major", return_value=8),
+                override_settings(CHANNEL_LAYERS=layers),
+            ):
+                self.assertIn("caravela_flow.W020", ids(ours(run_checks())))
+
+    def test_redis_major_reads_the_installed_version(self) -> None:
+        with mock.patch("caravela_flow.redis_timeouts.metadata.version", return_value="8.1.0"):
+            self.assertEqual(redis_major(), 8)
+        self.assertEqual(redis_major(), int(importlib.metadata.version("redis").split(".")[0]))
