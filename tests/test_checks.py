@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 from typing import Any
 from unittest import mock
 
@@ -10,7 +11,12 @@ from django.core.checks import Error, Warning, run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.test import SimpleTestCase, modify_settings, override_settings
 
-from caravela_flow.checks import check_redis_timeouts, check_settings
+from caravela_flow.checks import (
+    check_redis_timeouts,
+    check_request_context_processor,
+    check_settings,
+    other_asgi_servers,
+)
 from caravela_flow.conf import FlowSettings, get_settings
 from caravela_flow.redis_timeouts import redis_major
 
@@ -55,6 +61,8 @@ class CheckTests(SimpleTestCase):
             ({"GROUP_PREFIX": "p" * 61}, "GROUP_PREFIX"),
             ({"WORKER_CHANNEL": "flows!"}, "WORKER_CHANNEL"),
             ({"WORKER_CHANNEL": None}, "WORKER_CHANNEL"),
+            ({"WEBSOCKET_PATH": "/ws/flows/"}, "WEBSOCKET_PATH"),
+            ({"WEBSOCKET_PATH": "ws/flows"}, "WEBSOCKET_PATH"),
             ("worker", "must be a dict"),
         ]
         for value, text in cases:
@@ -122,7 +130,8 @@ class CheckTests(SimpleTestCase):
         self.assertEqual(check_settings(), [])
 
     @modify_settings(INSTALLED_APPS={"remove": ["daphne"]})
-    def test_w001_daphne_not_installed(self) -> None:
+    @mock.patch("caravela_flow.checks.other_asgi_servers", return_value=[])
+    def test_w001_daphne_not_installed(self, _: Any) -> None:
         messages = check_settings()
         self.assertEqual(ids(messages), ["caravela_flow.W001"])
         self.assertIsInstance(messages[0], Warning)
@@ -204,7 +213,8 @@ class CheckTests(SimpleTestCase):
 
     @override_settings(ASGI_APPLICATION=None, CHANNEL_LAYERS={})
     @modify_settings(INSTALLED_APPS={"remove": ["channels", "daphne"]})
-    def test_several_problems_are_reported_together(self) -> None:
+    @mock.patch("caravela_flow.checks.other_asgi_servers", return_value=[])
+    def test_several_problems_are_reported_together(self, _: Any) -> None:
         self.assertEqual(
             sorted(ids(check_settings())),
             [
@@ -360,3 +370,69 @@ class RedisTimeoutCheckTests(SimpleTestCase):
         with mock.patch("caravela_flow.redis_timeouts.metadata.version", return_value="8.1.0"):
             self.assertEqual(redis_major(), 8)
         self.assertEqual(redis_major(), int(importlib.metadata.version("redis").split(".")[0]))
+
+
+def engine(*processors: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": list(processors)},
+        **extra,
+    }
+
+
+class RequestContextProcessorCheckTests(SimpleTestCase):
+    """W011: without a request in the context, the template tags make anonymous tokens."""
+
+    def test_an_engine_without_the_request_processor(self) -> None:
+        auth = "django.contrib.auth.context_processors.auth"
+        with override_settings(TEMPLATES=[engine(auth)]):
+            [warning] = check_request_context_processor()
+        self.assertEqual(warning.id, "caravela_flow.W011")
+        self.assertIsInstance(warning, Warning)
+        self.assertIn(
+            "TEMPLATES[0] has no 'django.template.context_processors.request'", warning.msg
+        )
+        self.assertIn("4403", warning.msg)
+        self.assertIn("OPTIONS['context_processors']", warning.hint)
+        with override_settings(TEMPLATES=[engine(auth)]):
+            self.assertIn("caravela_flow.W011", ids(ours(run_checks())))
+
+    def test_no_options_at_all_and_a_named_engine(self) -> None:
+        bare = {"BACKEND": "django.template.backends.django.DjangoTemplates", "NAME": "mail"}
+        good = engine("django.template.context_processors.request")
+        with override_settings(TEMPLATES=[good, bare]):
+            [warning] = check_request_context_processor()
+        self.assertTrue(warning.msg.startswith("mail has no"), warning.msg)
+
+    def test_quiet_cases(self) -> None:
+        jinja = {"BACKEND": "django.template.backends.jinja2.Jinja2", "OPTIONS": {}}
+        for templates in ([engine("django.template.context_processors.request")], [jinja], []):
+            with self.subTest(templates=templates), override_settings(TEMPLATES=templates):
+                self.assertEqual(check_request_context_processor(), [])
+
+
+class AsgiServerW001Tests(SimpleTestCase):
+    """W001 is about runserver; a project with another ASGI server installed does not need it."""
+
+    def find_spec_with(self, *installed: str) -> Any:
+        real = importlib.util.find_spec
+
+        def find_spec(name: str, *args: Any) -> Any:
+            return object() if name in installed else real(name, *args)
+
+        return mock.patch("caravela_flow.checks.importlib.util.find_spec", find_spec)
+
+    @modify_settings(INSTALLED_APPS={"remove": ["daphne"]})
+    def test_uvicorn_installed_quiets_w001(self) -> None:
+        for server in ("uvicorn", "hypercorn"):
+            with self.subTest(server=server), self.find_spec_with(server):
+                self.assertEqual(other_asgi_servers(), [server])
+                self.assertEqual(check_settings(), [])
+
+    @modify_settings(INSTALLED_APPS={"remove": ["daphne"]})
+    def test_without_any_asgi_server_w001_names_uvicorn_in_its_hint(self) -> None:
+        with self.find_spec_with():
+            [warning] = check_settings()
+        self.assertEqual(warning.id, "caravela_flow.W001")
+        self.assertIn("uvicorn", warning.hint)
