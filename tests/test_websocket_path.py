@@ -7,9 +7,14 @@ ASGI ``root_path``.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.contrib.auth.models import User
 from django.core.exceptions import ImproperlyConfigured
@@ -19,11 +24,13 @@ from django.template import Context, Template
 from django.test import RequestFactory, SimpleTestCase, override_settings
 from django.urls import clear_script_prefix, path, set_script_prefix
 
-from caravela_flow import FlowHandle, subscription_url
+from caravela_flow import FlowHandle, astart, astop, subscription_url
 from caravela_flow.components import flow_component_html
 from caravela_flow.conf import get_settings
 from caravela_flow.routing import websocket_routes
 from caravela_flow.tokens import read_token, websocket_prefix
+from tests.flowapp.flows import WorkerFlows
+from tests.worker_support import Daphne, RedisServer, WorkerPool, worker_mode
 
 FLOW_ID = uuid.uuid4().hex
 TAG = "{% load caravela_flow %}{% flow_subscription_url handle %}"
@@ -147,3 +154,47 @@ class WebsocketPathTests(SimpleTestCase):
         self.assertEqual(
             read_token(url.removeprefix("/app/ws/flows/").removesuffix("/"), alice), FLOW_ID
         )
+
+
+@pytest.mark.worker
+async def test_daphne_under_a_root_path_serves_the_configured_websocket_path(
+    redis_server: RedisServer, make_pool: Callable[[], WorkerPool], worker_logs: Path
+) -> None:
+    """A real daphne (``--root-path /app``), a worker, and a real WebSocket client."""
+    websockets = pytest.importorskip("websockets.asyncio.client")
+    pool = make_pool()
+    pool.spawn(1)
+    daphne = Daphne(
+        redis_server.url,
+        pool.prefix,
+        worker_logs,
+        daphne_args=("--root-path", "/app"),
+        CARAVELA_FLOW_WEBSOCKET_PATH="live/flows/",
+    )
+    set_script_prefix("/app/")
+    try:
+        with worker_mode(redis_server.url, pool.prefix, WEBSOCKET_PATH="live/flows/"):
+            handle = await astart(WorkerFlows, "hold")
+            try:
+                url = subscription_url(handle)
+                assert url.startswith("/app/live/flows/"), url
+                async with websockets.connect(daphne.url(url), origin=daphne.origin) as socket:
+                    snapshot = json.loads(await asyncio.wait_for(socket.recv(), 20))
+                assert (snapshot["event"], snapshot["flow_id"]) == ("snapshot", handle.id)
+                # The default path is not served any more: the fallback route closes it.
+                token = url.removeprefix("/app/live/flows/")
+                old = daphne.url(f"/app/ws/flows/{token}")
+                async with websockets.connect(old, origin=daphne.origin) as socket:
+                    await asyncio.wait_for(socket.wait_closed(), 20)
+                assert socket.close_code == 4404
+                # Under the path, a bad token reaches FlowConsumer: 4403.
+                bad = daphne.url("/app/live/flows/not-a-token/")
+                async with websockets.connect(bad, origin=daphne.origin) as socket:
+                    await asyncio.wait_for(socket.wait_closed(), 20)
+                assert socket.close_code == 4403
+            finally:
+                await astop(handle)
+    finally:
+        clear_script_prefix()
+        set_script_prefix("/")
+        daphne.stop()
