@@ -17,17 +17,22 @@ MAX_BACKOFF = 5.0
 #: A receive that times out sooner than this (seconds) is retried after the backoff.
 QUICK_TIMEOUT = 1.0
 
-try:
-    from redis.exceptions import TimeoutError as RedisTimeout
-except ImportError:  # pragma: no cover - redis-py comes with channels-redis
 
-    class RedisTimeout(Exception):  # type: ignore[no-redef]
-        """Stands in for redis-py's TimeoutError when redis-py is not installed."""
+def _timeout_types() -> tuple[type[BaseException], ...]:
+    try:
+        from redis.exceptions import TimeoutError as RedisTimeout
+    except ImportError:  # pragma: no cover - redis-py comes with channels-redis
+        return (TimeoutError,)
+    return (RedisTimeout, TimeoutError)
+
+
+#: What a read that timed out raises: redis-py's ``TimeoutError``, or Python's.
+TIMEOUTS = _timeout_types()
 
 
 def is_socket_timeout(exc: BaseException) -> bool:
     """Whether ``exc`` is a read that timed out (redis-py's or Python's ``TimeoutError``)."""
-    return isinstance(exc, (RedisTimeout, TimeoutError))
+    return isinstance(exc, TIMEOUTS)
 
 
 async def messages(layer: Any, channel: str, reader: str) -> AsyncIterator[Any]:
