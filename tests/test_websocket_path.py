@@ -192,6 +192,10 @@ async def test_daphne_under_a_root_path_serves_the_configured_websocket_path(
                 async with websockets.connect(bad, origin=daphne.origin) as socket:
                     await asyncio.wait_for(socket.wait_closed(), 20)
                 assert socket.close_code == 4403
+                # Refused once, at WARNING, with the reason.
+                refused = r"WARNING caravela_flow: refused a flow subscription: the subscription"
+                daphne.wait_for(refused + " token is not valid", 20)
+                assert daphne.count(refused) == 1
             finally:
                 await astop(handle)
     finally:
