@@ -208,7 +208,7 @@ def check_request_context_processor(app_configs: Any = None, **kwargs: Any) -> l
                 "{% flow_subscription_url %} and {% flow_component %} make anonymous "
                 "subscription tokens: a logged-in user's WebSocket is refused (4403).",
                 hint=f"Add {REQUEST_PROCESSOR!r} to OPTIONS['context_processors'] of that "
-                "TEMPLATES entry.",
+                "TEMPLATES entry (or silence caravela_flow.W011 if it never renders these tags).",
                 id="caravela_flow.W011",
             )
         )
