@@ -7,11 +7,13 @@ import contextvars
 import inspect
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .conf import get_settings
 
@@ -42,8 +44,40 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def close_old_connections() -> None:
+    """Django's ``close_old_connections()`` for the connections this thread has open.
+
+    As around a request: a connection that is broken or past ``CONN_MAX_AGE``
+    is closed. A thread that never used the database has nothing to check, and
+    an open connection is checked without a round trip unless it saw errors,
+    so a step function that does not use the database never touches it (under
+    pytest-django, not even outside ``django_db`` tests).
+    """
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None:
+            _close_if_unusable_or_obsolete(conn)
+
+
+def _close_if_unusable_or_obsolete(conn: BaseDatabaseWrapper) -> None:
+    # As BaseDatabaseWrapper.close_if_unusable_or_obsolete(), but reading the open
+    # connection's autocommit flag directly: get_autocommit() goes through
+    # ensure_connection(), which pytest-django blocks even on an open connection.
+    conn.health_check_done = False  # type: ignore[attr-defined]
+    if conn.autocommit != conn.settings_dict["AUTOCOMMIT"]:
+        conn.close()
+        return
+    if conn.errors_occurred:
+        if conn.is_usable():
+            conn.errors_occurred = False
+            conn.health_check_done = True  # type: ignore[attr-defined]
+        else:
+            conn.close()
+            return
+    if conn.close_at is not None and time.monotonic() >= conn.close_at:
+        conn.close()
+
+
 def _in_thread(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    # Like a request: drop connections that are broken or past CONN_MAX_AGE.
     close_old_connections()
     try:
         return fn(*args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import get_settings
+from .redis_timeouts import check_socket_timeouts
 
 
 @register()
@@ -32,12 +34,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="caravela_flow.E002",
             )
         )
-    if "daphne" not in apps:
+    if "daphne" not in apps and not other_asgi_servers():
         errors.append(
             Warning(
                 "'daphne' is not in INSTALLED_APPS, so runserver will not serve WebSockets.",
-                hint="Add 'daphne' at the top of INSTALLED_APPS (or serve with another ASGI "
-                "server).",
+                hint="Add 'daphne' at the top of INSTALLED_APPS, or serve with another ASGI "
+                f"server ({', '.join(ASGI_SERVERS)}: this check is quiet once one is installed).",
                 id="caravela_flow.W001",
             )
         )
@@ -85,6 +87,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
     return errors
+
+
+#: ASGI servers that serve WebSockets without being in INSTALLED_APPS (W001 is quiet with one).
+ASGI_SERVERS = ("uvicorn", "hypercorn", "granian")
+
+
+def other_asgi_servers() -> list[str]:
+    """The installed ASGI servers of :data:`ASGI_SERVERS`."""
+    return [name for name in ASGI_SERVERS if importlib.util.find_spec(name) is not None]
 
 
 def _check_worker_routing(channel: str) -> list[CheckMessage]:
@@ -156,6 +167,52 @@ def _check_redis_exposure(layer: dict[str, Any]) -> list[CheckMessage]:
             id="caravela_flow.W004",
         )
     ]
+
+
+@register()
+def check_redis_timeouts(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W020: redis-py 8 and a channels-redis host whose idle receives would time out."""
+    try:
+        alias = get_settings().CHANNEL_LAYER
+    except ImproperlyConfigured:
+        return []  # E001 says so
+    layer = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get(alias)
+    return check_socket_timeouts(alias, layer) if isinstance(layer, dict) else []
+
+
+#: The context processor that puts ``request`` (and so its user) in template contexts.
+REQUEST_PROCESSOR = "django.template.context_processors.request"
+DJANGO_TEMPLATES = "django.template.backends.django.DjangoTemplates"
+
+
+@register()
+def check_request_context_processor(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W011: a Django template engine without the request context processor.
+
+    ``{% flow_subscription_url %}`` and ``{% flow_component %}`` bind the token
+    to the request's user; without a request in the context the token is
+    anonymous, and a logged-in user's socket is refused with 4403.
+    """
+    warnings: list[CheckMessage] = []
+    for index, engine in enumerate(getattr(settings, "TEMPLATES", None) or []):
+        if not isinstance(engine, dict) or engine.get("BACKEND") != DJANGO_TEMPLATES:
+            continue
+        options = engine.get("OPTIONS") or {}
+        processors = options.get("context_processors") or []
+        if REQUEST_PROCESSOR in processors:
+            continue
+        name = engine.get("NAME") or f"TEMPLATES[{index}]"
+        warnings.append(
+            Warning(
+                f"{name!s} has no {REQUEST_PROCESSOR!r} context processor, so "
+                "{% flow_subscription_url %} and {% flow_component %} make anonymous "
+                "subscription tokens: a logged-in user's WebSocket is refused (4403).",
+                hint=f"Add {REQUEST_PROCESSOR!r} to OPTIONS['context_processors'] of that "
+                "TEMPLATES entry (or silence caravela_flow.W011 if it never renders these tags).",
+                id="caravela_flow.W011",
+            )
+        )
+    return warnings
 
 
 # --- live components (W010 to W019) -------------------------------------------

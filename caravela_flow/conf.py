@@ -17,6 +17,8 @@ from django.dispatch import receiver
 
 MODES = ("local", "worker")
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+#: One or more path segments, each ending with "/": "ws/flows/", "live/".
+_PATH = re.compile(r"(?:[A-Za-z0-9_\-~]+(?:\.[A-Za-z0-9_\-~]+)*/)+")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class FlowSettings:
     #: Worker mode: seconds a worker's lease on its flows lasts without a heartbeat; a dead
     #: worker's flows are adopted within twice this.
     LEASE_SECONDS: float = 5.0
+    #: Path of the WebSocket routes (``"ws/flows/"``: ``/ws/flows/<token>/``), after the
+    #: script prefix (``FORCE_SCRIPT_NAME``) in the URLs pages use.
+    WEBSOCKET_PATH: str = "ws/flows/"
 
 
 _cached: FlowSettings | None = None
@@ -91,6 +96,12 @@ def _validate(values: dict[str, Any]) -> FlowSettings:
     age = result.TOKEN_MAX_AGE
     if isinstance(age, bool) or not isinstance(age, (int, float)) or age <= 0:
         raise ImproperlyConfigured("CARAVELA_FLOW['TOKEN_MAX_AGE'] must be a number of seconds > 0")
+    path = result.WEBSOCKET_PATH
+    if not isinstance(path, str) or not _PATH.fullmatch(path) or len(path) > 200:
+        raise ImproperlyConfigured(
+            "CARAVELA_FLOW['WEBSOCKET_PATH'] must be a relative URL path of segments that "
+            f"each end with '/', such as 'ws/flows/' (no leading '/'), got {path!r:.80}"
+        )
     return result
 
 

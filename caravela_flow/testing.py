@@ -3,6 +3,9 @@
 ``FlowProbe`` records every message of a flow and waits for a state or the
 flow's end; ``virtual_time`` runs an async test on a looptime event loop, so
 ``debounce(500)`` or ``wait(60_000)`` take no real time. Local mode only.
+``FlowTestMixin`` (and the pytest fixture ``flows_stopped`` of
+:mod:`caravela_flow.pytest_plugin`) stops the flows a test left running and
+fails that test, naming them; it works in both modes.
 
     from caravela_flow import signal
     from caravela_flow.testing import astart_probe, virtual_time
@@ -22,13 +25,19 @@ import functools
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .api import astart, get_state, start
 from .definition import Flows
 from .handle import FlowHandle
+from .leaks import FlowGuard, leak_message
 from .loops import running_loop
 from .types import Message, State
+
+if TYPE_CHECKING:
+    from unittest import TestCase as _TestCase
+else:
+    _TestCase = object
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -238,3 +247,21 @@ def virtual_time(fn: Callable[P, Awaitable[R]]) -> Callable[P, R]:
             loop.close()
 
     return wrapper
+
+
+class FlowTestMixin(_TestCase):
+    """A ``TestCase`` mixin: stops every flow a test started, and fails a test that left one.
+
+    ``class SyncTests(FlowTestMixin, TestCase): ...``; a ``setUp`` of your own
+    calls ``super().setUp()``. Flows already running when the test began are
+    left alone.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.addCleanup(self._stop_leaked_flows, FlowGuard())
+
+    def _stop_leaked_flows(self, guard: FlowGuard) -> None:
+        leaked = guard.stop_leaked()
+        if leaked:
+            self.fail(leak_message(self.id(), leaked))

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.core import signing
+from django.urls import get_script_prefix
 
 from .conf import get_settings
 from .errors import FlowError, MalformedFlowId
 from .handle import FlowHandle, flow_id_of, is_flow_id
 
 SALT = "caravela_flow.subscription"
+#: Where subscriptions are served with the default settings (no script prefix).
 URL_PREFIX = "/ws/flows/"
 
 
@@ -47,10 +49,24 @@ def read_token(token: str, user: Any = None) -> str:
     if not isinstance(data, dict) or not is_flow_id(str(data.get("f", ""))):
         raise TokenRefused("the subscription token is not valid")
     if data.get("u") != user_key(user):
+        if data.get("u") == "":
+            raise TokenRefused(
+                "the subscription token belongs to another user: it was made for an "
+                "anonymous user, not this logged-in one (was its page rendered without the "
+                "request context processor? see check caravela_flow.W011)"
+            )
         raise TokenRefused("the subscription token belongs to another user")
     return str(data["f"])
 
 
+def websocket_prefix() -> str:
+    """The path the subscription URLs start with: the script prefix, then ``WEBSOCKET_PATH``.
+
+    ``/ws/flows/`` by default; ``/app/ws/flows/`` with ``FORCE_SCRIPT_NAME = "/app"``.
+    """
+    return f"{get_script_prefix()}{get_settings().WEBSOCKET_PATH}"
+
+
 def subscription_url(handle: FlowHandle | str, user: Any = None) -> str:
     """The WebSocket path that subscribes ``user`` to the flow, e.g. ``/ws/flows/<token>/``."""
-    return f"{URL_PREFIX}{make_token(handle, user)}/"
+    return f"{websocket_prefix()}{make_token(handle, user)}/"

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 from typing import Any
+from unittest import mock
 
 from django.core.checks import Error, Warning, run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.test import SimpleTestCase, modify_settings, override_settings
 
-from caravela_flow.checks import check_settings
+from caravela_flow.checks import (
+    check_redis_timeouts,
+    check_request_context_processor,
+    check_settings,
+    other_asgi_servers,
+)
 from caravela_flow.conf import FlowSettings, get_settings
+from caravela_flow.redis_timeouts import redis_major
 
 REDIS_LAYERS = {
     "default": {
@@ -52,6 +61,8 @@ class CheckTests(SimpleTestCase):
             ({"GROUP_PREFIX": "p" * 61}, "GROUP_PREFIX"),
             ({"WORKER_CHANNEL": "flows!"}, "WORKER_CHANNEL"),
             ({"WORKER_CHANNEL": None}, "WORKER_CHANNEL"),
+            ({"WEBSOCKET_PATH": "/ws/flows/"}, "WEBSOCKET_PATH"),
+            ({"WEBSOCKET_PATH": "ws/flows"}, "WEBSOCKET_PATH"),
             ("worker", "must be a dict"),
         ]
         for value, text in cases:
@@ -119,7 +130,8 @@ class CheckTests(SimpleTestCase):
         self.assertEqual(check_settings(), [])
 
     @modify_settings(INSTALLED_APPS={"remove": ["daphne"]})
-    def test_w001_daphne_not_installed(self) -> None:
+    @mock.patch("caravela_flow.checks.other_asgi_servers", return_value=[])
+    def test_w001_daphne_not_installed(self, _: Any) -> None:
         messages = check_settings()
         self.assertEqual(ids(messages), ["caravela_flow.W001"])
         self.assertIsInstance(messages[0], Warning)
@@ -201,7 +213,8 @@ class CheckTests(SimpleTestCase):
 
     @override_settings(ASGI_APPLICATION=None, CHANNEL_LAYERS={})
     @modify_settings(INSTALLED_APPS={"remove": ["channels", "daphne"]})
-    def test_several_problems_are_reported_together(self) -> None:
+    @mock.patch("caravela_flow.checks.other_asgi_servers", return_value=[])
+    def test_several_problems_are_reported_together(self, _: Any) -> None:
         self.assertEqual(
             sorted(ids(check_settings())),
             [
@@ -260,3 +273,166 @@ class SettingsTests(SimpleTestCase):
         with override_settings(CARAVELA_FLOW={"GROUP_PREFIX": "p" * 60, "WORKER_CHANNEL": "w.1"}):
             self.assertEqual(len(get_settings().GROUP_PREFIX), 60)
         self.assertEqual(get_settings().MODE, "local")
+
+
+def core_layer(*hosts: Any, **config: Any) -> dict[str, Any]:
+    backend = "channels_redis.core.RedisChannelLayer"
+    return {"default": {"BACKEND": backend, "CONFIG": {"hosts": list(hosts), **config}}}
+
+
+class RedisTimeoutCheckTests(SimpleTestCase):
+    """W020. Only the version of redis-py is mocked."""
+
+    def check(self, layers: dict[str, Any], major: int | None = 8) -> list[Any]:
+        with (
+            mock.patch("caravela_flow.redis_timeouts.redis_major", return_value=major),
+            override_settings(CHANNEL_LAYERS=layers),
+        ):
+            return check_redis_timeouts()
+
+    def test_redis_8_and_a_bare_url_gives_the_exact_fix(self) -> None:
+        [warning] = self.check(core_layer("redis://127.0.0.1:6379/0", prefix="app"))
+        self.assertEqual(warning.id, "caravela_flow.W020")
+        self.assertIsInstance(warning, Warning)
+        self.assertIn("redis-py 8", warning.msg)
+        self.assertIn("'redis://127.0.0.1:6379/0'", warning.msg)
+        fixed = {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": 15}],
+                "prefix": "app",
+            },
+        }
+        self.assertEqual(
+            warning.hint, f"Give each host a socket_timeout: CHANNEL_LAYERS['default'] = {fixed!r}"
+        )
+
+    def test_hosts_that_time_out(self) -> None:
+        cases: list[tuple[Any, Any]] = [
+            (
+                {"address": "redis://h:6379/0"},
+                {"address": "redis://h:6379/0", "socket_timeout": 15},
+            ),
+            (
+                {"address": "redis://h:6379/0", "socket_timeout": 5},
+                {"address": "redis://h:6379/0", "socket_timeout": 15},
+            ),
+            (("h", 6379), {"address": "redis://h:6379/0", "socket_timeout": 15}),
+            ("redis://h/0?socket_timeout=2", None),
+        ]
+        for host, fixed in cases:
+            with self.subTest(host=host):
+                [warning] = self.check(core_layer(host))
+                self.assertEqual(warning.id, "caravela_flow.W020")
+                if fixed is not None:
+                    self.assertIn(repr([fixed]), warning.hint)
+
+    def test_only_the_hosts_that_time_out_are_changed_in_the_hint(self) -> None:
+        good = {"address": "redis://a:6379/0", "socket_timeout": 15}
+        [warning] = self.check(core_layer(good, "redis://b:6379/0"))
+        self.assertIn(
+            repr([good, {"address": "redis://b:6379/0", "socket_timeout": 15}]), warning.hint
+        )
+        self.assertNotIn("redis://a", warning.msg)
+
+    def test_no_hosts_means_channels_redis_default_host(self) -> None:
+        layers = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+        [warning] = self.check(layers)
+        self.assertIn("redis://localhost:6379", warning.hint)
+
+    def test_quiet_cases(self) -> None:
+        cases: list[tuple[dict[str, Any], int | None]] = [
+            (core_layer({"address": "redis://h/0", "socket_timeout": 15}), 8),
+            (core_layer({"address": "redis://h/0", "socket_timeout": None}), 8),
+            (core_layer("redis://h/0?socket_timeout=10"), 8),
+            (core_layer("redis://h:6379/0"), 7),  # redis-py 7 has no default timeout
+            (core_layer("redis://h:6379/0"), None),  # redis-py not installed
+            (IN_MEMORY_LAYERS, 8),
+            ({"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"}}, 8),
+            ({}, 8),
+        ]
+        for layers, major in cases:
+            with self.subTest(layers=layers, major=major):
+                self.assertEqual(self.check(layers, major), [])
+
+    def test_it_checks_the_configured_alias_and_is_registered(self) -> None:
+        layers = {"flows": core_layer("redis://h:6379/0")["default"], **IN_MEMORY_LAYERS}
+        with override_settings(CARAVELA_FLOW={"CHANNEL_LAYER": "flows"}):
+            [warning] = self.check(layers)
+            self.assertIn("CHANNEL_LAYERS['flows']", warning.msg)
+            with (
+                mock.patch("caravela_flow.redis_timeouts.redis_major", return_value=8),
+                override_settings(CHANNEL_LAYERS=layers),
+            ):
+                self.assertIn("caravela_flow.W020", ids(ours(run_checks())))
+
+    def test_redis_major_reads_the_installed_version(self) -> None:
+        with mock.patch("caravela_flow.redis_timeouts.metadata.version", return_value="8.1.0"):
+            self.assertEqual(redis_major(), 8)
+        self.assertEqual(redis_major(), int(importlib.metadata.version("redis").split(".")[0]))
+
+
+def engine(*processors: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": list(processors)},
+        **extra,
+    }
+
+
+class RequestContextProcessorCheckTests(SimpleTestCase):
+    """W011: without a request in the context, the template tags make anonymous tokens."""
+
+    def test_an_engine_without_the_request_processor(self) -> None:
+        auth = "django.contrib.auth.context_processors.auth"
+        with override_settings(TEMPLATES=[engine(auth)]):
+            [warning] = check_request_context_processor()
+        self.assertEqual(warning.id, "caravela_flow.W011")
+        self.assertIsInstance(warning, Warning)
+        self.assertIn(
+            "TEMPLATES[0] has no 'django.template.context_processors.request'", warning.msg
+        )
+        self.assertIn("4403", warning.msg)
+        self.assertIn("OPTIONS['context_processors']", warning.hint)
+        with override_settings(TEMPLATES=[engine(auth)]):
+            self.assertIn("caravela_flow.W011", ids(ours(run_checks())))
+
+    def test_no_options_at_all_and_a_named_engine(self) -> None:
+        bare = {"BACKEND": "django.template.backends.django.DjangoTemplates", "NAME": "mail"}
+        good = engine("django.template.context_processors.request")
+        with override_settings(TEMPLATES=[good, bare]):
+            [warning] = check_request_context_processor()
+        self.assertTrue(warning.msg.startswith("mail has no"), warning.msg)
+
+    def test_quiet_cases(self) -> None:
+        jinja = {"BACKEND": "django.template.backends.jinja2.Jinja2", "OPTIONS": {}}
+        for templates in ([engine("django.template.context_processors.request")], [jinja], []):
+            with self.subTest(templates=templates), override_settings(TEMPLATES=templates):
+                self.assertEqual(check_request_context_processor(), [])
+
+
+class AsgiServerW001Tests(SimpleTestCase):
+    """W001 is about runserver; a project with another ASGI server installed does not need it."""
+
+    def find_spec_with(self, *installed: str) -> Any:
+        real = importlib.util.find_spec
+
+        def find_spec(name: str, *args: Any) -> Any:
+            return object() if name in installed else real(name, *args)
+
+        return mock.patch("caravela_flow.checks.importlib.util.find_spec", find_spec)
+
+    @modify_settings(INSTALLED_APPS={"remove": ["daphne"]})
+    def test_uvicorn_installed_quiets_w001(self) -> None:
+        for server in ("uvicorn", "hypercorn"):
+            with self.subTest(server=server), self.find_spec_with(server):
+                self.assertEqual(other_asgi_servers(), [server])
+                self.assertEqual(check_settings(), [])
+
+    @modify_settings(INSTALLED_APPS={"remove": ["daphne"]})
+    def test_without_any_asgi_server_w001_names_uvicorn_in_its_hint(self) -> None:
+        with self.find_spec_with():
+            [warning] = check_settings()
+        self.assertEqual(warning.id, "caravela_flow.W001")
+        self.assertIn("uvicorn", warning.hint)

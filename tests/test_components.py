@@ -14,7 +14,7 @@ from django.test import RequestFactory, override_settings
 from caravela_flow import start, stop
 from caravela_flow.checks import check_component_builds
 from caravela_flow.tokens import read_token
-from demo_site.library.flows import BookSyncFlow
+from tests.flowapp.flows import WorkerFlows
 
 DATA = re.compile(r'<script type="application/json">(.*?)</script>', re.S)
 
@@ -36,7 +36,7 @@ def request_for(user: User | AnonymousUser) -> object:
 
 @pytest.fixture
 def handle():
-    handle = start(BookSyncFlow, "sync_book", {"book_id": 7})
+    handle = start(WorkerFlows, "hold", {"book_id": 7, "dirty": False})
     yield handle
     stop(handle)
 
@@ -73,7 +73,7 @@ def test_extra_arguments_become_props_and_html_is_escaped(handle) -> None:
 
 
 def test_a_finished_flow_renders_its_end_and_an_unknown_one_no_snapshot() -> None:
-    handle = start(BookSyncFlow, "sync_book", {"book_id": 8})
+    handle = start(WorkerFlows, "hold", {"book_id": 8})
     stop(handle)
     html = render('{% flow_component "SyncIndicator" handle %}', handle=handle)
     assert mount_data(html)["snapshot"]["status"] == "stopped"

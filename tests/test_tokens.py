@@ -167,3 +167,8 @@ def test_tokens_differ_per_flow_and_per_user() -> None:
     other = uuid.uuid4().hex
     tokens = {make_token(FLOW_ID), make_token(other), make_token(FLOW_ID, alice())}
     assert len(tokens) == 3
+
+
+def test_an_anonymous_token_refused_for_a_logged_in_user_points_at_the_check() -> None:
+    with pytest.raises(TokenRefused, match=r"made for an anonymous user.*caravela_flow\.W011"):
+        read_token(make_token(FLOW_ID), alice())

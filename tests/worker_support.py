@@ -406,9 +406,18 @@ async def bounded(calls: list[Callable[[], Any]], limit: int) -> list[Any]:
 class Daphne(Process):
     """``daphne demo_site.asgi:application`` on a free port of 127.0.0.1."""
 
-    def __init__(self, redis_url: str, prefix: str, log_dir: Path, **extra_env: str) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        prefix: str,
+        log_dir: Path,
+        *,
+        daphne_args: tuple[str, ...] = (),
+        **extra_env: str,
+    ) -> None:
         self.port = free_port()
         args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+        args.extend(daphne_args)
         args.append("demo_site.asgi:application")
         log = log_dir / f"{prefix}-daphne.log"
         env = {**worker_env(redis_url, prefix), **extra_env}
