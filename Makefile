@@ -6,12 +6,12 @@ PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LINT_PATHS := caravela_flow demo_site tests
+LINT_PATHS := caravela_flow demo_site tests docs noxfile.py
 SYSTEM_PACKAGES := chromium redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo demo-workers migrate lint format test bench node-deps js deps-system clean
+.PHONY: help venv demo demo-workers migrate lint format docs test matrix bench node-deps js deps-system clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -61,15 +61,21 @@ deps-system: ## apt-get install Chromium and redis-server if missing
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $$missing; \
 	fi
 
-test: venv deps-system node-deps js lint ## Lint, then run the Python and JavaScript test suites
+docs: venv ## Build the Sphinx docs into docs/_build/html (warnings are errors)
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+test: venv deps-system node-deps js lint docs ## Lint, build the docs, then run the Python and JavaScript test suites
 	$(BIN)/pytest
 	$(BIN)/python -W error manage.py test --noinput
 	@if [ -d tests/js ]; then echo "node --test tests/js/"; node --test tests/js/; fi
+
+matrix: venv deps-system ## The version matrix (noxfile.py): oldest and newest supported releases, redis-py 7 and 8
+	$(BIN)/nox
 
 bench: venv deps-system ## Run the benchmarks (reports, not tests); ARGS=--quick for a smoke run
 	PYTHON=$(BIN)/python bash tests/benchmarks/run_all.sh $(ARGS)
 
 clean: ## Remove caches and build output (keeps .venv and the database)
-	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .nox build dist docs/_build *.egg-info
 	find . -path ./$(VENV) -prune -o -path ./node_modules -prune -o \
 		-name __pycache__ -type d -exec rm -rf {} +
