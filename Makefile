@@ -6,7 +6,7 @@ PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LINT_PATHS := caravela_flow demo_site tests docs noxfile.py
+LINT_PATHS := caravela_flow demo_site tests docs/conf.py docs/_ext noxfile.py
 SYSTEM_PACKAGES := chromium redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -69,7 +69,7 @@ test: venv deps-system node-deps js lint docs ## Lint, build the docs, then run 
 	$(BIN)/python -W error manage.py test --noinput
 	@if [ -d tests/js ]; then echo "node --test tests/js/"; node --test tests/js/; fi
 
-matrix: venv deps-system ## The version matrix (noxfile.py): oldest and newest supported releases, redis-py 7 and 8
+matrix: venv deps-system ## The version matrix (noxfile.py): oldest and newest releases, redis-py 7 and 8; sdist/wheel checks
 	$(BIN)/nox
 
 bench: venv deps-system ## Run the benchmarks (reports, not tests); ARGS=--quick for a smoke run

@@ -9,6 +9,7 @@ suites run once, against ``requirements.txt``, in ``make test``.
 
     nox                     # every session (make matrix)
     nox -s "matrix(newest, redis 8)"
+    nox -s install          # build the sdist and wheel, check them, follow the README's install
     nox -l                  # list the sessions
 
 The pins below are the bounds of ``pyproject.toml`` at the time of writing:
@@ -18,6 +19,9 @@ when a bound moves or a newer release comes out, update them together.
 from __future__ import annotations
 
 import re
+import shutil
+import tarfile
+import zipfile
 from pathlib import Path
 
 import nox
@@ -111,3 +115,56 @@ def matrix(session: nox.Session, stack: str, redis_major: str) -> None:
     env = {"PYTHONDONTWRITEBYTECODE": "1"}
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *PYTEST_ARGS, env=env)
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *WORKER_SMOKE, env=env)
+
+
+# What the sdist must hold, and what it must not: the tests need the demo site,
+# Redis, Chromium and node, which only the repository has (see MANIFEST.in).
+SDIST_MUST_HOLD = (
+    "LICENSE",
+    "README.md",
+    "CHANGELOG.md",
+    "pyproject.toml",
+    "caravela_flow/__init__.py",
+    "caravela_flow/py.typed",
+    "caravela_flow/static/caravela_flow/client.js",
+    "docs/index.md",
+    "docs/conf.py",
+)
+SDIST_MUST_NOT_HOLD = ("tests/", "demo_site/", "templates/", "node_modules/", "docs/_build/")
+
+
+def check_sdist(sdist: Path) -> None:
+    """Fail unless the sdist ships the app, its licence and docs, and no tests."""
+    with tarfile.open(sdist) as archive:
+        top = archive.getnames()[0].split("/")[0]
+        names = {name.removeprefix(f"{top}/") for name in archive.getnames()}
+    missing = [name for name in SDIST_MUST_HOLD if name not in names]
+    shipped = sorted(n for n in names if n.startswith(SDIST_MUST_NOT_HOLD) or "__pycache__" in n)
+    if missing or shipped:
+        raise RuntimeError(f"{sdist.name}: missing {missing}, must not ship {shipped}")
+
+
+def check_wheel(wheel: Path) -> None:
+    """Fail unless the wheel holds only the package (with its static files) and its metadata."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    stray = [n for n in names if not n.startswith(("caravela_flow/", "caravela_flow-"))]
+    if stray or "caravela_flow/static/caravela_flow/client.js" not in names:
+        raise RuntimeError(f"{wheel.name}: stray files {stray}, or no static files")
+
+
+@nox.session(python=PYTHON)
+def install(session: nox.Session) -> None:
+    """Build the sdist and the wheel, check what they hold, and follow the README's installation."""
+    session.install(*pinned(("build", "websockets")))
+    tmp = Path(session.create_tmp()).resolve()
+    dist, project = tmp / "dist", tmp / "readme-install"
+    for old in (dist, project):
+        shutil.rmtree(old, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(dist), str(ROOT))
+    (sdist,) = dist.glob("caravela_flow-*.tar.gz")
+    (wheel,) = dist.glob("caravela_flow-*.whl")
+    check_sdist(sdist)
+    check_wheel(wheel)
+    session.log(f"{sdist.name} and {wheel.name}: contents as expected")
+    session.run("python", "tests/packaging/readme_install.py", str(wheel), str(project))
