@@ -43,6 +43,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.viewcode",
     "documented_ids",
+    "listed_pages",
 ]
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
