@@ -6,12 +6,12 @@ PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LINT_PATHS := caravela_flow demo_site tests docs/conf.py docs/_ext noxfile.py
+LINT_PATHS := caravela_flow demo_site tests
 SYSTEM_PACKAGES := chromium redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo demo-workers migrate lint format docs test matrix bench node-deps js deps-system clean
+.PHONY: help venv demo demo-workers migrate lint format test bench node-deps js deps-system clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -60,6 +60,10 @@ deps-system: ## apt-get install Chromium and redis-server if missing
 		$(SUDO) apt-get update && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $$missing; \
 	fi
+
+.PHONY: docs matrix
+# The docs' Sphinx extensions and the noxfile are linted too.
+LINT_PATHS += docs/conf.py docs/_ext noxfile.py
 
 docs: venv ## Build the Sphinx docs into docs/_build/html (warnings are errors)
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html

@@ -84,13 +84,21 @@ PYTEST_ARGS = (
 WORKER_SMOKE = ("tests/test_worker_mode.py",)
 
 
-def pinned(names: tuple[str, ...]) -> list[str]:
-    """The ``name==version`` lines of requirements.txt for these names."""
+def requirement_pins(path: Path) -> dict[str, str]:
+    """``name`` → ``name==version`` for each exact pin of a requirements file (and its ``-r``)."""
     pins: dict[str, str] = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        match = re.fullmatch(r"([A-Za-z0-9_.\-\[\]]+)==(\S+)", line.strip())
-        if match:
-            pins[match.group(1).lower()] = line.strip()
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("-r "):
+            pins.update(requirement_pins(path.parent / line[3:].strip()))
+        elif match := re.fullmatch(r"([A-Za-z0-9_.\-\[\]]+)==(\S+)", line):
+            pins[match.group(1).lower()] = line
+    return pins
+
+
+def pinned(names: tuple[str, ...]) -> list[str]:
+    """The ``name==version`` lines of requirements.txt (and its ``-r`` files) for these names."""
+    pins = requirement_pins(ROOT / "requirements.txt")
     missing = [name for name in names if name.lower() not in pins]
     if missing:
         raise RuntimeError(f"requirements.txt pins none of {missing}")

@@ -53,7 +53,7 @@ DESIGN_NAMES = [
     "subscription_url",
 ]
 # Beyond the design list: the definition type flow() returns, and the mark that lets
-# worker-mode messages call a function outside a flows module (README, *Trust boundaries*).
+# worker-mode messages call a function outside a flows module (DESIGN §11).
 EXTRA_NAMES = ["FlowDefinition", "remote_callable"]
 
 

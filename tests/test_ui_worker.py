@@ -186,6 +186,6 @@ def test_import_in_worker_mode(site: Any, browser: Any) -> None:
     assert tabs.errors == []
 
 
-@pytest.mark.skip(reason="failover of a killed worker's flows is being built (README, *Faults*)")
+@pytest.mark.skip(reason="failover of a killed worker's flows is being built (DESIGN §9)")
 def test_a_sync_survives_its_worker_being_killed() -> None:
     """Kill -9 the worker hosting a book's flow mid-sync: the page shows Synced after adoption."""
