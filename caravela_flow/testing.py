@@ -2,7 +2,9 @@
 
 ``FlowProbe`` records every message of a flow and waits for a state or the
 flow's end; ``virtual_time`` runs an async test on a looptime event loop, so
-``debounce(500)`` or ``wait(60_000)`` take no real time. Local mode only::
+``debounce(500)`` or ``wait(60_000)`` take no real time. Local mode only.
+
+::
 
     from caravela_flow import asignal
     from caravela_flow.testing import astart_probe, virtual_time
