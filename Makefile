@@ -68,15 +68,25 @@ deps-system: ## apt-get install Chromium and redis-server if missing
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $$missing; \
 	fi
 
-test: venv deps-system node-deps js lint ## Lint, then run the Python and JavaScript test suites
+.PHONY: docs matrix
+# The docs' Sphinx extensions and the noxfile are linted too.
+LINT_PATHS += docs/conf.py docs/_ext noxfile.py
+
+docs: venv ## Build the Sphinx docs into docs/_build/html (warnings are errors)
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+test: venv deps-system node-deps js lint docs ## Lint, build the docs, then run the Python and JavaScript test suites
 	$(BIN)/pytest
 	$(BIN)/python -W error manage.py test --noinput
 	@if [ -d tests/js ]; then echo "node --test tests/js/"; node --test tests/js/; fi
+
+matrix: venv deps-system ## The version matrix (noxfile.py): oldest and newest releases, redis-py 7 and 8; sdist/wheel checks
+	$(BIN)/nox
 
 bench: venv deps-system ## Run the benchmarks (reports, not tests); ARGS=--quick for a smoke run
 	PYTHON=$(BIN)/python bash tests/benchmarks/run_all.sh $(ARGS)
 
 clean: ## Remove caches and build output (keeps .venv and the database)
-	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .nox build dist docs/_build *.egg-info
 	find . -path ./$(VENV) -prune -o -path ./node_modules -prune -o \
 		-name __pycache__ -type d -exec rm -rf {} +

@@ -1,4 +1,4 @@
-"""Worker mode: the functions a message from another process may name (DESIGN §11).
+"""Worker mode: the functions a message from another process may name (README, *Trust boundaries*).
 
 A callable signal travels as ``"module:name"``. A worker resolves it only to
 

@@ -7,7 +7,9 @@ flow's end; ``virtual_time`` runs an async test on a looptime event loop, so
 :mod:`caravela_flow.pytest_plugin`) stops the flows a test left running and
 fails that test, naming them; it works in both modes.
 
-    from caravela_flow import signal
+::
+
+    from caravela_flow import asignal
     from caravela_flow.testing import astart_probe, virtual_time
 
     class SyncTests(TestCase):

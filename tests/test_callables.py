@@ -1,4 +1,4 @@
-"""Which functions a worker-mode message may name (DESIGN §11): the remote-code guard."""
+"""Which functions a worker-mode message may name (README: *Trust boundaries*)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import caravela_flow
 from caravela_flow import steps as S
 from caravela_flow.handle import FlowHandle, flow_id_of, is_flow_id
 
-# DESIGN §3, in the order the design lists them, plus FlowDefinition (returned by flow()).
+# The documented public API, in the documented order, plus FlowDefinition (returned by flow()).
 DESIGN_NAMES = [
     "Flows",
     "flow",
@@ -53,7 +53,7 @@ DESIGN_NAMES = [
     "subscription_url",
 ]
 # Beyond the design list: the definition type flow() returns, the mark that lets
-# worker-mode messages call a function outside a flows module (DESIGN §11), and
+# worker-mode messages call a function outside a flows module, and
 # the other public error classes.
 EXTRA_NAMES = [
     "FlowDefinition",

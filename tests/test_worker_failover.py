@@ -1,8 +1,8 @@
 """Worker mode faults, for real: kill -9, SIGSTOP past the lease, a Redis restart, racing keys.
 
 Each test runs real ``runworker`` processes with a short lease
-(``LEASE_SECONDS`` = 2) against a real redis-server, and checks what
-DESIGN §8 and §9 promise: a lost worker's flows come back under the same id at
+(``LEASE_SECONDS`` = 2) against a real redis-server, and checks what the
+README's *Faults* table promises: a lost worker's flows come back under the same id at
 one survivor, a paused host that lost its lease keeps no second copy, flows
 are reachable again after Redis restarts empty, and racing keyed starts from
 separate processes get one flow.
