@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -51,6 +52,9 @@ _HELD_BACK = frozenset(
 )
 
 _IN_PROGRESS: dict[str, Any] = {}
+#: What Channels accepts as a channel name (``BaseChannelLayer.channel_name_regex``).
+_CHANNEL = re.compile(r"[a-zA-Z\d\-_.]+(![\d\w\-_.]*)?")
+MAX_CHANNEL = 100
 
 
 class WorkerHost:
@@ -209,13 +213,13 @@ class WorkerHost:
                 return
             handler(self, message)
         except (KeyError, TypeError, ValueError, FlowError) as exc:
-            logger.warning("worker host: refused a malformed %s message: %s", kind, exc)
+            logger.warning("worker host: refused a malformed %.60s message: %.200s", kind, exc)
         except Exception:
             logger.exception("worker host: dropped a %s message it could not handle", kind)
 
     def offer(self, message: dict[str, Any]) -> None:
         """A caller asks for a new flow: offer to host it (``caravela.start``)."""
-        request, reply = _text(message, "request"), _text(message, "reply")
+        request, reply = _text(message, "request"), _reply_channel(message)
         if not self.accepting or self.channel is None:
             return
         if request in self.offers or request in self.answers:
@@ -250,18 +254,18 @@ class WorkerHost:
         self._reply(reply, offer, remember=False)
 
     def _accept(self, message: dict[str, Any]) -> None:
-        request = _text(message, "request")
+        request, reply = _text(message, "request"), _reply_channel(message)
         if self._repeat(request, message):
             return
         pending = self.offers.pop(request, None)
         if pending is None or not self.accepting:
             answer = {"type": "caravela.refuse", "request": request, "error": "expired"}
-            self._reply(_text(message, "reply"), answer, remember=False)
+            self._reply(reply, answer, remember=False)
             return
         start, timer = pending
         timer.cancel()
         self.answers[request] = _IN_PROGRESS
-        self._spawn(self._launch(start, _text(message, "reply")))
+        self._spawn(self._launch(start, reply))
 
     async def _launch(self, start: dict[str, Any], reply: str) -> None:
         request, flow_id = start["request"], start["flow_id"]
@@ -318,7 +322,7 @@ class WorkerHost:
         self._answer(message, snap)
 
     def _stop(self, message: dict[str, Any]) -> None:
-        request, reply, flow_id = (_text(message, k) for k in ("request", "reply", "flow_id"))
+        request, reply, flow_id = _addressed(message)
         if self._repeat(request, message):
             return
         try:
@@ -338,12 +342,12 @@ class WorkerHost:
     def _list(self, message: dict[str, Any]) -> None:
         flows = [dataclasses.asdict(info) for info in supervisor.flows()]
         answer = {"type": "caravela.flows", "request": _text(message, "request"), "flows": flows}
-        self._reply(_text(message, "reply"), answer, remember=False)
+        self._reply(_reply_channel(message), answer, remember=False)
 
     # -- replies -------------------------------------------------------------
 
     def _answer(self, message: dict[str, Any], work: Any) -> None:
-        request, reply, flow_id = (_text(message, k) for k in ("request", "reply", "flow_id"))
+        request, reply, flow_id = _addressed(message)
         if self._repeat(request, message):
             return
         try:
@@ -351,7 +355,7 @@ class WorkerHost:
         except (FlowError, StateError) as exc:
             if not isinstance(exc, FlowNotFound):
                 logger.warning(
-                    "worker host: refused %s for flow %s: %s", message["type"], flow_id, exc
+                    "worker host: refused %s for flow %.40s: %s", message["type"], flow_id, exc
                 )
             answer = {"type": "caravela.reply", "request": request, **_failure(exc)}
         self._reply(reply, answer)
@@ -362,7 +366,7 @@ class WorkerHost:
         if answer is None:
             return False
         if answer is not _IN_PROGRESS:
-            self._reply(_text(message, "reply"), answer, remember=False)
+            self._reply(_reply_channel(message), answer, remember=False)
         return True
 
     def _reply(self, channel: str, answer: dict[str, Any], remember: bool = True) -> None:
@@ -392,6 +396,20 @@ def _text(message: dict[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise KeyError(f"{key} must be a non-empty string")
     return value
+
+
+def _reply_channel(message: dict[str, Any]) -> str:
+    # Checked before anything is done, so a message naming a channel no layer
+    # can send to is refused once, not answered into an error.
+    value = message["reply"]
+    if not isinstance(value, str) or len(value) >= MAX_CHANNEL or not _CHANNEL.fullmatch(value):
+        raise KeyError(f"reply must be a channel name, got {value!r:.80}")
+    return value
+
+
+def _addressed(message: dict[str, Any]) -> tuple[str, str, str]:
+    """A request's id, reply channel and flow id (``KeyError`` if one is malformed)."""
+    return _text(message, "request"), _reply_channel(message), _text(message, "flow_id")
 
 
 def _failure(exc: BaseException) -> dict[str, Any]:

@@ -116,7 +116,13 @@ class Client:
     async def _receive(self) -> None:
         assert self.channel is not None
         async for message in messages(self.layer, self.channel, "caravela_flow client"):
-            queue = self._waiters.get(message.get("request", ""))
+            request = message.get("request") if isinstance(message, dict) else None
+            if not isinstance(request, str):
+                logger.warning(
+                    "caravela_flow client: dropped a reply with no request id: %.200r", message
+                )
+                continue
+            queue = self._waiters.get(request)
             if queue is not None:
                 queue.put_nowait(message)
 
@@ -428,10 +434,32 @@ class Client:
                     reply = await self._next(queue, deadline - loop.time())
                 except TimeoutError:
                     break
-                found.extend(FlowInfo(**info) for info in reply.get("flows", ()))
+                try:
+                    flows = _field(reply, "flows", list)
+                    found.extend([_record(reply, "flows", FlowInfo, info) for info in flows])
+                except FlowError:
+                    continue  # one worker's malformed answer: the others' still count
         finally:
             del self._waiters[request]
         return found
+
+
+def _field(reply: dict[str, Any], name: str, kind: type[T]) -> T:
+    """``reply[name]`` if it is a ``kind``; else a :class:`FlowError` (a malformed reply)."""
+    value = reply.get(name)
+    if not isinstance(value, kind):
+        logger.warning("caravela_flow client: refused a malformed %s reply: %.200r", name, reply)
+        raise FlowError(f"the worker's reply is malformed: {name} is {type(value).__name__}")
+    return value
+
+
+def _record(reply: dict[str, Any], name: str, cls: Callable[..., T], value: Any) -> T:
+    """``cls(**value)``; a :class:`FlowError` if the reply's ``value`` does not fit it."""
+    try:
+        return cls(**value)
+    except TypeError:
+        logger.warning("caravela_flow client: refused a malformed %s reply: %.200r", name, reply)
+        raise FlowError(f"the worker's reply is malformed: {name} does not fit") from None
 
 
 def _error(reply: dict[str, Any]) -> FlowError:
@@ -522,15 +550,15 @@ class WorkerBackend:
 
     def get_state(self, flow_id: str) -> State:
         reply = _run(lambda c: c.request(flow_id, "get_state", {}))
-        return dict(reply["state"])
+        return _field(reply, "state", dict)
 
     async def aget_state(self, flow_id: str) -> State:
         reply = await client().request(flow_id, "get_state", {})
-        return dict(reply["state"])
+        return _field(reply, "state", dict)
 
     async def asnapshot(self, flow_id: str) -> Snapshot:
         reply = await client().request(flow_id, "snapshot", {})
-        return Snapshot(**reply["snapshot"])
+        return _record(reply, "snapshot", Snapshot, _field(reply, "snapshot", dict))
 
     def stop(self, flow_id: str) -> None:
         _run(lambda c: c.request(flow_id, "stop", {}))
