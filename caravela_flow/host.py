@@ -42,6 +42,8 @@ logger = logging.getLogger("caravela_flow.worker")
 
 #: How many answered request ids a host remembers, to answer repeats without redoing them.
 REMEMBERED = 20_000
+#: Offers a host keeps open at once (callers accept within milliseconds; more is a flood).
+MAX_OFFERS = 10_000
 SHUTDOWN_REASON = "worker shutting down"
 #: Seconds between renewals of the workers group membership, at least.
 SWEEP_SECONDS = 30.0
@@ -225,6 +227,9 @@ class WorkerHost:
         if request in self.offers or request in self.answers:
             # The same start delivered again (channels-redis may), maybe after its
             # flow started here: a refusal now would fail the caller's start.
+            return
+        if len(self.offers) >= MAX_OFFERS:
+            logger.warning("worker host: refused a start request: %d offers are open", MAX_OFFERS)
             return
         expires = message.get("expires")
         if isinstance(expires, (int, float)) and expires < time.time():

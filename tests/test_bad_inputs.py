@@ -48,7 +48,7 @@ from caravela_flow.api import backend
 from caravela_flow.checks import check_settings
 from caravela_flow.conf import get_settings
 from caravela_flow.consumers import FlowConsumer
-from caravela_flow.host import WorkerHost
+from caravela_flow.host import MAX_OFFERS, WorkerHost
 from caravela_flow.supervisor import supervisor
 from caravela_flow.tokens import URL_PREFIX, make_token
 from caravela_flow.worker import FlowWorker
@@ -142,16 +142,19 @@ async def running_flow() -> str:
 # -- the worker host, on an in-memory layer (as in test_fuzz_worker) --------------------
 
 
-async def host_answer(message: dict[str, Any]) -> str:
+async def host_answer(message: dict[str, Any], open_offers: int = 0) -> str:
     """Hand ``message`` to a worker host; → its answer (if any) as ``key=value`` pairs."""
     layer = InMemoryChannelLayer()
     host = WorkerHost(layer)
     host.channel = await layer.new_channel()
     host.leases = StubLeases()  # type: ignore[assignment]
+    timer = asyncio.get_running_loop().call_later(60, lambda: None)
+    host.offers = {uuid.uuid4().hex: ({}, timer) for _ in range(open_offers)}
     peer = await layer.new_channel()
     fields = {"request": uuid.uuid4().hex, "reply": peer, **message}
     host.handle({k: v for k, v in fields.items() if v is not ...})
     await settle(host)
+    timer.cancel()
     try:
         async with asyncio.timeout(0.05):
             answer = await layer.receive(peer)
@@ -379,6 +382,7 @@ CASES: dict[str, Callable[[], Any]] = {
     "worker-start-bad-flow-id": lambda: host_answer(start_request(flow_id="../../etc")),
     "worker-start-state-not-dict": lambda: host_answer(start_request(state=3)),
     "worker-start-bad-notify": lambda: host_answer(start_request(notify="bad group!")),
+    "worker-start-flood": lambda: host_answer(start_request(), open_offers=MAX_OFFERS),
     "worker-start-expired": lambda: host_answer(start_request(expires=1.0)),
     "worker-signal-gadget": lambda: signal_request(
         fn="demo_site.library.flows:logging.config.dictConfig", args=[]

@@ -27,6 +27,7 @@ from channels.layers import InMemoryChannelLayer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from caravela_flow import host as host_module
 from caravela_flow import remote
 from caravela_flow.errors import FlowError
 from caravela_flow.host import WorkerHost
@@ -356,3 +357,27 @@ async def test_a_reply_channel_no_layer_accepts_is_refused_once_before_any_work(
     [refusal] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert "refused a malformed" in refusal
     assert host.answers == {} and host.offers == {}
+
+
+async def test_a_flood_of_requests_never_grows_the_host_s_tables_past_their_bounds(
+    rig: tuple[WorkerHost, InMemoryChannelLayer, str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    host, layer, peer = rig
+    monkeypatch.setattr(host_module, "REMEMBERED", 50)
+    monkeypatch.setattr(host_module, "MAX_OFFERS", 20)
+    with captured(caplog):
+        for _ in range(200):
+            rid, flow_id = uuid.uuid4().hex, uuid.uuid4().hex
+            host.handle(
+                {"type": "caravela.get_state", "request": rid, "reply": peer, "flow_id": flow_id}
+            )
+            start = {"type": "caravela.start", "flow": WorkerFlows.hold.key, "state": {}}
+            host.handle({**start, "request": uuid.uuid4().hex, "reply": peer, "flow_id": flow_id})
+            await settle(host)
+            await drain(layer, peer)
+    assert len(host.answers) == 50
+    assert len(host.offers) == 20
+    refused = [r for r in caplog.records if "offers are open" in r.getMessage()]
+    assert len(refused) == 180 and all(r.levelno == logging.WARNING for r in refused)
