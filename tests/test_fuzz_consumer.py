@@ -35,6 +35,8 @@ from tests.test_consumer import SocketFlows
 FUZZ = settings(
     max_examples=60,
     deadline=None,
+    # The same examples every run: a failure is reproducible, never a one-off.
+    derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 #: Examples that each open a socket through the whole ASGI stack.

@@ -79,6 +79,7 @@ def batch(flow_id: str, reply: str) -> st.SearchStrategy[list[tuple[bool, dict[s
 @settings(
     max_examples=4,
     deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(data=st.data())

@@ -38,6 +38,8 @@ from tests.fuzz_support import captured, ids, junk, message, records
 FUZZ = settings(
     max_examples=100,
     deadline=None,
+    # The same examples every run: a failure is reproducible, never a one-off.
+    derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 #: Generous: bounds waits for replies that normally take a millisecond.
