@@ -17,7 +17,6 @@ import json
 import logging
 from typing import Any
 
-from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
@@ -42,6 +41,14 @@ CLOSE_GONE = 4404
 
 #: Seconds between attempts to receive, at most, while the channel layer fails.
 RECEIVE_RETRY_MAX = 2.0
+
+#: The layer messages a subscriber handles → the method that does (nothing else is called).
+_FLOW_HANDLERS = {
+    "flow.state": "flow_state",
+    "flow.done": "flow_done",
+    "flow.stopped": "flow_stopped",
+    "flow.error": "flow_error",
+}
 
 FINAL_STATUSES = frozenset({"done", "failed", "stopped"})
 #: A snapshot's status → the event (and its field) that carries it.
@@ -86,7 +93,16 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 self._watch.discard(self)
 
     async def _channel_receive(self) -> Any:
-        return await self._retry(lambda: self.channel_layer.receive(self.channel_name))
+        # Only a flow's messages come over the layer: a websocket.* message there
+        # (anyone who can write to Redis can send one) would act as the browser.
+        while True:
+            message = await self._retry(lambda: self.channel_layer.receive(self.channel_name))
+            kind = message.get("type") if isinstance(message, dict) else None
+            if isinstance(kind, str) and kind in _FLOW_HANDLERS:
+                return message
+            logger.warning(
+                "flow %s: dropped a layer message of unknown type %.60r", self.flow_id, kind
+            )
 
     async def _retry(self, call: Any) -> Any:
         delay = 0.1
@@ -152,14 +168,9 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if not isinstance(kind, str):
             logger.warning("flow %s: dropped a layer message with no type", self.flow_id)
             return
-        if kind.startswith("flow."):
-            handler = getattr(self, get_handler_name(message), None)
-            if handler is None:
-                logger.warning(
-                    "flow %s: dropped a message of unknown type %.60r", self.flow_id, kind
-                )
-                return
-            await handler(message)
+        handler = _FLOW_HANDLERS.get(kind)
+        if handler is not None:
+            await getattr(self, handler)(message)
         elif kind.startswith("websocket."):
             await super().dispatch(message)
         else:
@@ -206,10 +217,18 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             or version <= self.version
         ):
             return
+        value = message.get(field)
+        payload = {"event": event, "flow_id": self.flow_id, "version": version, field: value}
+        try:
+            if not isinstance(value, dict if field == "state" else str):
+                raise TypeError(f"its {field} is a {type(value).__name__}")
+            text = json.dumps(payload, cls=DjangoJSONEncoder)
+        except (TypeError, ValueError) as exc:
+            # Only a forged message can be this: the runner checks what it publishes.
+            logger.warning("flow %s: dropped a malformed %s message: %s", self.flow_id, event, exc)
+            return
         self.version = version
-        payload = {"event": event, "flow_id": self.flow_id, "version": version}
-        payload[field] = message.get(field)
-        if await self._send(payload) and final:
+        if await self._send(text, event) and final:
             await self._close(CLOSE_NORMAL)
 
     # -- faults (worker mode, called by the loop's Watch) ------------------------
@@ -250,15 +269,16 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     # -- helpers -------------------------------------------------------------
 
-    async def _send(self, payload: dict[str, Any]) -> bool:
+    async def _send(self, payload: dict[str, Any] | str, event: str = "") -> bool:
         """Send one JSON frame; on failure log it and close with 4500 (the client retries)."""
         try:
-            await self.send(text_data=json.dumps(payload, cls=DjangoJSONEncoder))
+            if isinstance(payload, dict):
+                event = str(payload.get("event"))
+                payload = json.dumps(payload, cls=DjangoJSONEncoder)
+            await self.send(text_data=payload)
         except Exception:
             logger.exception(
-                "flow %s: could not send a %s event to a subscriber",
-                self.flow_id,
-                payload.get("event"),
+                "flow %s: could not send a %s event to a subscriber", self.flow_id, event
             )
             await self._close(CLOSE_ERROR)
             return False

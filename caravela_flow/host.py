@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import re
 import socket
 import time
 import uuid
@@ -43,6 +44,8 @@ logger = logging.getLogger("caravela_flow.worker")
 
 #: How many answered request ids a host remembers, to answer repeats without redoing them.
 REMEMBERED = 20_000
+#: Offers a host keeps open at once (callers accept within milliseconds; more is a flood).
+MAX_OFFERS = 10_000
 SHUTDOWN_REASON = "worker shutting down"
 #: Seconds between renewals of the workers group membership, at least.
 SWEEP_SECONDS = 30.0
@@ -53,6 +56,9 @@ _HELD_BACK = frozenset(
 )
 
 _IN_PROGRESS: dict[str, Any] = {}
+#: What Channels accepts as a channel name (``BaseChannelLayer.channel_name_regex``).
+_CHANNEL = re.compile(r"[a-zA-Z\d\-_.]+(![\d\w\-_.]*)?")
+MAX_CHANNEL = 100
 
 
 class WorkerHost:
@@ -211,18 +217,21 @@ class WorkerHost:
                 return
             handler(self, message)
         except (KeyError, TypeError, ValueError, FlowError) as exc:
-            logger.warning("worker host: refused a malformed %s message: %s", kind, exc)
+            logger.warning("worker host: refused a malformed %.60s message: %.200s", kind, exc)
         except Exception:
             logger.exception("worker host: dropped a %s message it could not handle", kind)
 
     def offer(self, message: dict[str, Any]) -> None:
         """A caller asks for a new flow: offer to host it (``caravela.start``)."""
-        request, reply = _text(message, "request"), _text(message, "reply")
+        request, reply = _text(message, "request"), _reply_channel(message)
         if not self.accepting or self.channel is None:
             return
         if request in self.offers or request in self.answers:
             # The same start delivered again (channels-redis may), maybe after its
             # flow started here: a refusal now would fail the caller's start.
+            return
+        if len(self.offers) >= MAX_OFFERS:
+            logger.warning("worker host: refused a start request: %d offers are open", MAX_OFFERS)
             return
         expires = message.get("expires")
         if isinstance(expires, (int, float)) and expires < time.time():
@@ -252,18 +261,18 @@ class WorkerHost:
         self._reply(reply, offer, remember=False)
 
     def _accept(self, message: dict[str, Any]) -> None:
-        request = _text(message, "request")
+        request, reply = _text(message, "request"), _reply_channel(message)
         if self._repeat(request, message):
             return
         pending = self.offers.pop(request, None)
         if pending is None or not self.accepting:
             answer = {"type": "caravela.refuse", "request": request, "error": "expired"}
-            self._reply(_text(message, "reply"), answer, remember=False)
+            self._reply(reply, answer, remember=False)
             return
         start, timer = pending
         timer.cancel()
         self.answers[request] = _IN_PROGRESS
-        self._spawn(self._launch(start, _text(message, "reply")))
+        self._spawn(self._launch(start, reply))
 
     async def _launch(self, start: dict[str, Any], reply: str) -> None:
         request, flow_id = start["request"], start["flow_id"]
@@ -320,7 +329,7 @@ class WorkerHost:
         self._answer(message, snap)
 
     def _stop(self, message: dict[str, Any]) -> None:
-        request, reply, flow_id = (_text(message, k) for k in ("request", "reply", "flow_id"))
+        request, reply, flow_id = _addressed(message)
         if self._repeat(request, message):
             return
         try:
@@ -344,16 +353,16 @@ class WorkerHost:
         self._answer(message, details)
 
     def _list(self, message: dict[str, Any]) -> None:
-        request, reply = _text(message, "request"), _text(message, "reply")
+        request = _text(message, "request")
         where = _where()
         flows = [{**dataclasses.asdict(info), **where} for info in supervisor.flows()]
         answer = {"type": "caravela.flows", "request": request, "worker": self.id, "flows": flows}
-        self._reply(reply, answer, remember=False)
+        self._reply(_reply_channel(message), answer, remember=False)
 
     # -- replies -------------------------------------------------------------
 
     def _answer(self, message: dict[str, Any], work: Any) -> None:
-        request, reply, flow_id = (_text(message, k) for k in ("request", "reply", "flow_id"))
+        request, reply, flow_id = _addressed(message)
         if self._repeat(request, message):
             return
         try:
@@ -361,7 +370,7 @@ class WorkerHost:
         except (FlowError, StateError) as exc:
             if not isinstance(exc, FlowNotFound):
                 logger.warning(
-                    "worker host: refused %s for flow %s: %s", message["type"], flow_id, exc
+                    "worker host: refused %s for flow %.40s: %s", message["type"], flow_id, exc
                 )
             answer = {"type": "caravela.reply", "request": request, **_failure(exc)}
         self._reply(reply, answer)
@@ -372,7 +381,7 @@ class WorkerHost:
         if answer is None:
             return False
         if answer is not _IN_PROGRESS:
-            self._reply(_text(message, "reply"), answer, remember=False)
+            self._reply(_reply_channel(message), answer, remember=False)
         return True
 
     def _reply(self, channel: str, answer: dict[str, Any], remember: bool = True) -> None:
@@ -402,6 +411,20 @@ def _text(message: dict[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise KeyError(f"{key} must be a non-empty string")
     return value
+
+
+def _reply_channel(message: dict[str, Any]) -> str:
+    # Checked before anything is done, so a message naming a channel no layer
+    # can send to is refused once, not answered into an error.
+    value = message["reply"]
+    if not isinstance(value, str) or len(value) >= MAX_CHANNEL or not _CHANNEL.fullmatch(value):
+        raise KeyError(f"reply must be a channel name, got {value!r:.80}")
+    return value
+
+
+def _addressed(message: dict[str, Any]) -> tuple[str, str, str]:
+    """A request's id, reply channel and flow id (``KeyError`` if one is malformed)."""
+    return _text(message, "request"), _reply_channel(message), _text(message, "flow_id")
 
 
 def _failure(exc: BaseException) -> dict[str, Any]:

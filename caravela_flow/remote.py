@@ -116,7 +116,13 @@ class Client:
     async def _receive(self) -> None:
         assert self.channel is not None
         async for message in messages(self.layer, self.channel, "caravela_flow client"):
-            queue = self._waiters.get(message.get("request", ""))
+            request = message.get("request") if isinstance(message, dict) else None
+            if not isinstance(request, str):
+                logger.warning(
+                    "caravela_flow client: dropped a reply with no request id: %.200r", message
+                )
+                continue
+            queue = self._waiters.get(request)
             if queue is not None:
                 queue.put_nowait(message)
 
@@ -441,7 +447,12 @@ class Client:
                 except TimeoutError:
                     break
                 worker, flows = reply.get("worker"), reply.get("flows")
-                if not isinstance(flows, list) or worker in answered:
+                if worker in answered:
+                    continue
+                if not isinstance(flows, list):
+                    logger.warning(
+                        "caravela_flow client: refused a malformed flows reply: %.200r", reply
+                    )
                     continue
                 if isinstance(worker, str):
                     answered.add(worker)
@@ -459,6 +470,24 @@ def _infos(flows: list[Any]) -> list[FlowInfo]:
         except ValueError as exc:
             logger.warning("caravela_flow client: ignored a worker's flow description: %s", exc)
     return out
+
+
+def _field(reply: dict[str, Any], name: str, kind: type[T]) -> T:
+    """``reply[name]`` if it is a ``kind``; else a :class:`FlowError` (a malformed reply)."""
+    value = reply.get(name)
+    if not isinstance(value, kind):
+        logger.warning("caravela_flow client: refused a malformed %s reply: %.200r", name, reply)
+        raise FlowError(f"the worker's reply is malformed: {name} is {type(value).__name__}")
+    return value
+
+
+def _record(reply: dict[str, Any], name: str, cls: Callable[..., T], value: Any) -> T:
+    """``cls(**value)``; a :class:`FlowError` if the reply's ``value`` does not fit it."""
+    try:
+        return cls(**value)
+    except TypeError:
+        logger.warning("caravela_flow client: refused a malformed %s reply: %.200r", name, reply)
+        raise FlowError(f"the worker's reply is malformed: {name} does not fit") from None
 
 
 def _error(reply: dict[str, Any]) -> FlowError:
@@ -549,15 +578,15 @@ class WorkerBackend:
 
     def get_state(self, flow_id: str) -> State:
         reply = _run(lambda c: c.request(flow_id, "get_state", {}))
-        return dict(reply["state"])
+        return _field(reply, "state", dict)
 
     async def aget_state(self, flow_id: str) -> State:
         reply = await client().request(flow_id, "get_state", {})
-        return dict(reply["state"])
+        return _field(reply, "state", dict)
 
     async def asnapshot(self, flow_id: str) -> Snapshot:
         reply = await client().request(flow_id, "snapshot", {})
-        return Snapshot(**reply["snapshot"])
+        return _record(reply, "snapshot", Snapshot, _field(reply, "snapshot", dict))
 
     def stop(self, flow_id: str) -> None:
         _run(lambda c: c.request(flow_id, "stop", {}))
