@@ -67,6 +67,11 @@ MAX_RETRY = 2.0
 #: A request is sent again only once its reply is this many times later than usual:
 #: under load, repeats would only add work to a worker that is slow, not gone.
 RETRY_FACTOR = 3.0
+#: Seconds between attempts to send to a full channel (doubling, capped).
+FULL_RETRY = 0.01
+MAX_FULL_RETRY = 0.05
+#: Seconds, at most, between a request's expiry at the host and the caller giving up.
+EXPIRY_GRACE = 1.0
 #: A channel's capacity when the layer does not say (channels-redis's default).
 DEFAULT_CAPACITY = 100
 #: Seconds :meth:`Client.close` waits for its tasks to end.
@@ -77,6 +82,14 @@ ROUTE_POLL = 0.25
 KEY_POLL = 0.05
 #: Routes remembered per client (then forgotten all at once).
 MAX_ROUTES = 50_000
+
+
+class _Turns:
+    """Senders waiting for room in one full channel, in order of arrival."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.waiting = 0
 
 
 class Client:
@@ -97,6 +110,8 @@ class Client:
         self.directory: Directory | None = None
         #: Flow id → its host's channel, as last found in the directory.
         self._routes: dict[str, str] = {}
+        #: Channel → this process's senders waiting for room in it (while it is full).
+        self._full: dict[str, _Turns] = {}
 
     async def _connect(self) -> None:
         if self.channel is not None:
@@ -329,11 +344,15 @@ class Client:
                 f"already had {self.in_flight} requests in flight"
             )
         request = uuid.uuid4().hex
+        # The host applies no copy of the request that reaches it after ``expires``
+        # (it answers "expired"): one applied in time has ``grace`` s for its answer.
+        grace = min(EXPIRY_GRACE, timeout / 4)
         message = {
             "type": f"caravela.{kind}",
             "request": request,
             "reply": self.channel,
             "flow_id": flow_id,
+            "expires": time.time() + timeout - grace,
             **fields,
         }
         queue = self._waiters[request] = asyncio.Queue()
@@ -346,12 +365,7 @@ class Client:
             while True:
                 channel, problem = await self._locate(flow_id, problem)
                 if channel is not None:
-                    try:
-                        await self.layer.send(channel, message)
-                    except ChannelFull:
-                        problem = "its worker's channel stayed full"
-                    except Exception as exc:
-                        problem = f"cannot reach Redis ({type(exc).__name__}: {exc})"
+                    channel, problem = await self._deliver(channel, message, deadline, problem)
                 pause = wait if channel is not None else ROUTE_POLL
                 try:
                     reply = await self._next(queue, min(pause, deadline - loop.time()))
@@ -368,6 +382,11 @@ class Client:
                     if channel is not None:
                         wait = min(wait * 2, max(wait, MAX_RETRY))
                     continue
+                if reply.get("error") == "expired":
+                    raise FlowUnreachable(
+                        f"flow {flow_id}: {kind} reached its runner too late and was not "
+                        f"applied (no answer within {timeout:g} s: {problem})"
+                    )
                 if reply.get("error") == "not_found" and self._routes.pop(flow_id, None):
                     # The flow may have moved (adopted elsewhere): look it up afresh.
                     fresh, _ = await self._locate(flow_id, problem)
@@ -382,6 +401,47 @@ class Client:
         if not reply.get("ok"):
             raise _error(reply)
         return reply
+
+    async def _deliver(
+        self, channel: str, message: dict[str, Any], deadline: float, problem: str
+    ) -> tuple[str | None, str]:
+        """Send ``message`` to ``channel``: → (channel, problem), or (None, why) if not sent.
+
+        A full channel is a busy host, not a lost one: it is tried again soon
+        rather than after a whole reply wait, until ``deadline``. While a
+        channel is full, this process's senders to it queue up and take turns
+        in order, so none is starved by later ones.
+        """
+        queue = self._full.get(channel)
+        if queue is None:
+            try:
+                await self.layer.send(channel, message)
+                return channel, problem
+            except ChannelFull:
+                pass
+            except Exception as exc:
+                return None, f"cannot reach Redis ({type(exc).__name__}: {exc})"
+            queue = self._full.setdefault(channel, _Turns())
+        queue.waiting += 1
+        try:
+            async with asyncio.timeout_at(deadline), queue.lock:
+                delay = FULL_RETRY
+                while True:
+                    try:
+                        await self.layer.send(channel, message)
+                        return channel, problem
+                    except ChannelFull:
+                        pass
+                    except Exception as exc:
+                        return None, f"cannot reach Redis ({type(exc).__name__}: {exc})"
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, MAX_FULL_RETRY)
+        except TimeoutError:
+            return None, "its worker's channel stayed full"
+        finally:
+            queue.waiting -= 1
+            if not queue.waiting and self._full.get(channel) is queue:
+                del self._full[channel]
 
     async def _locate(self, flow_id: str, problem: str) -> tuple[str | None, str]:
         """The channel of the flow's host (None for now, with why); FlowNotFound if unknown."""
