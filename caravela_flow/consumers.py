@@ -5,9 +5,18 @@ Route it with :data:`caravela_flow.routing.websocket_urlpatterns` behind
 for a missing, forged, expired or other user's token (do not retry); 4404
 for a flow that is gone; 1000 once the flow has ended; 4500 when the
 snapshot could not be taken or a frame could not be sent (the client
-retries: daphne cannot send 1011). Frames from the browser are ignored:
-actions go through CSRF-protected views. Layer messages of any type other
-than ``flow.*`` are logged at WARNING and dropped.
+retries: daphne cannot send 1011); 4429 for a client that has read nothing
+for ``STALLED_SECONDS`` while frames waited for it (the client retries and
+resynchronises from the snapshot).
+
+A socket that cannot keep up is bounded (:mod:`caravela_flow.flowcontrol`):
+while its outgoing buffer holds more than the transport's buffer size, no
+frame is written; only the latest state (and a final message) waits, each
+newer one replacing the last, and goes out once the buffer drains.
+
+Frames from the browser are ignored: actions go through CSRF-protected
+views. Layer messages of any type other than ``flow.*`` are logged at
+WARNING and dropped.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from .api import backend
 from .conf import get_settings
 from .errors import FlowNotFound
+from .flowcontrol import WriteWatch, watch_writes
 from .groups import flow_group
 from .tokens import TokenRefused, read_token
 from .types import Message
@@ -38,6 +48,11 @@ CLOSE_NORMAL = 1000
 CLOSE_ERROR = 4500
 CLOSE_REFUSED = 4403
 CLOSE_GONE = 4404
+#: The client read nothing for STALLED_SECONDS while frames waited: it reconnects.
+CLOSE_TOO_SLOW = 4429
+
+#: Seconds a backed-up socket may go without draining before it is closed with 4429.
+STALLED_SECONDS = 15.0
 
 #: Seconds between attempts to receive, at most, while the channel layer fails.
 RECEIVE_RETRY_MAX = 2.0
@@ -71,6 +86,11 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     _group: str | None = None
     _refresher: asyncio.Task[None] | None = None
     _watch: Watch | None = None
+    _writes: WriteWatch | None = None
+    #: Frames held back while the socket's buffer is full: the latest state, a final one.
+    _held_state: dict[str, Any] | None = None
+    _held_final: dict[str, Any] | None = None
+    _flusher: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # As Channels' own, but a layer that fails to receive (Redis restarting)
@@ -89,6 +109,7 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         finally:
             # Daphne cancels instances at shutdown without calling disconnect().
             self._stop_refresher()
+            self._stop_holding()
             if self._watch is not None:
                 self._watch.discard(self)
 
@@ -117,6 +138,7 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def connect(self) -> None:
         """Accept, check the token, join the group, then send the snapshot."""
         await self.accept()  # before any close, or daphne loses the close code
+        self._writes = watch_writes(self.base_send)
         token = self.scope.get("url_route", {}).get("kwargs", {}).get("token", "")
         try:
             self.flow_id = read_token(token, self.scope.get("user"))
@@ -183,6 +205,7 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         """Stop renewing the membership and leave the flow's group."""
         self.closing = True
         self._stop_refresher()
+        self._stop_holding()
         if self._watch is not None:
             self._watch.discard(self)
         if self._group is not None:
@@ -228,8 +251,66 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             logger.warning("flow %s: dropped a malformed %s message: %s", self.flow_id, event, exc)
             return
         self.version = version
-        if await self._send(text, event) and final:
+        writes = self._writes
+        if writes is not None and (writes.paused or self._flusher is not None):
+            self._hold(payload, final)
+        elif await self._send(text, event) and final:
             await self._close(CLOSE_NORMAL)
+
+    # -- a socket that cannot keep up ------------------------------------------
+
+    def _hold(self, payload: dict[str, Any], final: bool) -> None:
+        """Keep ``payload`` until the socket drains, in place of an older held one."""
+        if final:
+            self._held_final = payload
+        else:
+            self._held_state = payload
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(
+                self._send_held(), name=f"caravela-flow held frames {self.flow_id}"
+            )
+
+    async def _send_held(self) -> None:
+        writes = self._writes
+        assert writes is not None
+        try:
+            while not self.closing and (self._held_state or self._held_final):
+                if not await writes.drained(STALLED_SECONDS):
+                    logger.warning(
+                        "flow %s: a subscriber read nothing for %g s; closing it (%d)",
+                        self.flow_id,
+                        STALLED_SECONDS,
+                        CLOSE_TOO_SLOW,
+                    )
+                    self._held_state = self._held_final = None
+                    await self._close(CLOSE_TOO_SLOW)
+                    return
+                if self.closing or writes.stopped:
+                    return
+                final = self._held_state is None
+                payload = self._held_final if final else self._held_state
+                if final:
+                    self._held_final = None
+                else:
+                    self._held_state = None
+                assert payload is not None
+                if not await self._send(payload):
+                    return
+                if final:
+                    await self._close(CLOSE_NORMAL)
+                    return
+        finally:
+            if self._flusher is asyncio.current_task():
+                self._flusher = None
+
+    def _stop_holding(self) -> None:
+        self._held_state = self._held_final = None
+        task, self._flusher = self._flusher, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        writes, self._writes = self._writes, None
+        if writes is not None:
+            writes.detach()
 
     # -- faults (worker mode, called by the loop's Watch) ------------------------
 
@@ -289,6 +370,8 @@ class FlowConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         self.closing = True
         self._stop_refresher()
+        if code != CLOSE_NORMAL:
+            self._held_state = self._held_final = None
         try:
             await self.close(code=code)
         except Exception:

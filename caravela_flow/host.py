@@ -376,9 +376,18 @@ class WorkerHost:
         self._reply(reply, answer)
 
     def _repeat(self, request: str, message: dict[str, Any]) -> bool:
+        """Answer a request seen before (or one past its expiry) without doing it."""
         # A caller that got no answer in time sends the same request again.
         answer = self.answers.get(request)
         if answer is None:
+            expires = message.get("expires")
+            if isinstance(expires, (int, float)) and expires < time.time():
+                # Its caller is about to give up: doing it now would be applied
+                # but reported failed. Every later copy gets the same answer.
+                logger.info("worker host: refused an expired %s request", message.get("type"))
+                late = {"type": "caravela.reply", "request": request, "ok": False}
+                self._reply(_text(message, "reply"), {**late, "error": "expired"})
+                return True
             return False
         if answer is not _IN_PROGRESS:
             self._reply(_reply_channel(message), answer, remember=False)

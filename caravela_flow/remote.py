@@ -67,6 +67,11 @@ MAX_RETRY = 2.0
 #: A request is sent again only once its reply is this many times later than usual:
 #: under load, repeats would only add work to a worker that is slow, not gone.
 RETRY_FACTOR = 3.0
+#: Seconds between attempts to send to a full channel (doubling, capped).
+FULL_RETRY = 0.01
+MAX_FULL_RETRY = 0.05
+#: Seconds, at most, between a request's expiry at the host and the caller giving up.
+EXPIRY_GRACE = 1.0
 #: A channel's capacity when the layer does not say (channels-redis's default).
 DEFAULT_CAPACITY = 100
 #: Seconds :meth:`Client.close` waits for its tasks to end.
@@ -77,6 +82,52 @@ ROUTE_POLL = 0.25
 KEY_POLL = 0.05
 #: Routes remembered per client (then forgotten all at once).
 MAX_ROUTES = 50_000
+
+
+class _ChannelSlots:
+    """Per destination channel, how many of this process's requests may await a reply.
+
+    A full channel makes the layer refuse sends (and group_send skip it
+    silently): this keeps one process's requests to a host below its
+    channel's capacity. Slots are counted per host, so requests to a dead
+    host never take the slots of a live one.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._channels: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    async def take(self, channel: str, deadline: float) -> bool:
+        entry = self._channels.get(channel)
+        if entry is None:
+            entry = self._channels[channel] = (asyncio.Semaphore(self.size), [0])
+        free, users = entry
+        users[0] += 1
+        try:
+            async with asyncio.timeout_at(deadline):
+                await free.acquire()
+        except TimeoutError:
+            self._leave(channel)
+            return False
+        return True
+
+    def give(self, channel: str) -> None:
+        self._channels[channel][0].release()
+        self._leave(channel)
+
+    def _leave(self, channel: str) -> None:
+        users = self._channels[channel][1]
+        users[0] -= 1
+        if not users[0]:
+            del self._channels[channel]
+
+
+class _Turns:
+    """Senders waiting for room in one full channel, in order of arrival."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.waiting = 0
 
 
 class Client:
@@ -91,12 +142,16 @@ class Client:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Smoothed seconds from sending a request to its reply.
         self.latency = 0.0
-        #: Starts and requests under way (at most half the layer's channel capacity).
+        #: Starts under way (at most half the layer's channel capacity).
         self.in_flight = 0
         self._slots: asyncio.Semaphore | None = None
+        #: Requests to each host awaiting their first reply, at most as many per host.
+        self._slots_of = _ChannelSlots(DEFAULT_CAPACITY // 2)
         self.directory: Directory | None = None
         #: Flow id → its host's channel, as last found in the directory.
         self._routes: dict[str, str] = {}
+        #: Channel → this process's senders waiting for room in it (while it is full).
+        self._full: dict[str, _Turns] = {}
 
     async def _connect(self) -> None:
         if self.channel is not None:
@@ -109,6 +164,7 @@ class Client:
                 self.layer = channel_layers.make_backend(alias)
                 capacity = getattr(self.layer, "capacity", DEFAULT_CAPACITY)
                 self._slots = asyncio.Semaphore(max(1, int(capacity) // 2))
+                self._slots_of = _ChannelSlots(max(1, int(capacity) // 2))
                 self.directory = Directory(self.layer)
                 self.channel = await self.layer.new_channel()
                 self._receiver = asyncio.get_running_loop().create_task(self._receive())
@@ -322,28 +378,30 @@ class Client:
         fails at once with :class:`FlowNotFound`; one whose worker was lost, or
         while Redis is out of reach, is asked again until ``REQUEST_TIMEOUT``,
         then :class:`FlowUnreachable`. A request holds one of this process's
-        in-flight slots only until its first wait ends, so calls to dead flows
-        never hold up calls to live ones.
+        slots *for its host's channel* until its first wait ends: calls to a
+        dead host use up only that host's slots, so they never hold up calls
+        to live ones.
         """
         await self._connect()
         loop = asyncio.get_running_loop()
         timeout = get_settings().REQUEST_TIMEOUT
         deadline = loop.time() + timeout
-        if not await self._take_slot(deadline):
-            raise FlowTimeout(
-                f"flow {flow_id}: {kind} not sent within {timeout:g} s: this process "
-                f"already had {self.in_flight} requests in flight"
-            )
         request = uuid.uuid4().hex
+        # The host applies no copy of the request that reaches it after ``expires``
+        # (it answers "expired"): one applied in time has ``grace`` s for its answer.
+        grace = min(EXPIRY_GRACE, timeout / 4)
         message = {
             "type": f"caravela.{kind}",
             "request": request,
             "reply": self.channel,
             "flow_id": flow_id,
+            "expires": time.time() + timeout - grace,
             **fields,
         }
         queue = self._waiters[request] = asyncio.Queue()
-        holding = True
+        #: The channel whose slot this request holds (until its first wait ends).
+        holding: str | None = None
+        first = True
         try:
             # Late for the usual round trip, but with time left for at least one repeat.
             wait = max(FIRST_RETRY, min(RETRY_FACTOR * self.latency, timeout / 2))
@@ -351,20 +409,27 @@ class Client:
             sent = loop.time()
             while True:
                 channel, problem = await self._locate(flow_id, problem)
+                if channel is not None and first and holding != channel:
+                    if holding is not None:
+                        self._slots_of.give(holding)
+                        holding = None
+                    if not await self._slots_of.take(channel, deadline):
+                        raise FlowTimeout(
+                            f"flow {flow_id}: {kind} not sent within {timeout:g} s: this "
+                            "process's requests to its worker stayed at their limit "
+                            f"({self._slots_of.size})"
+                        )
+                    holding = channel
                 if channel is not None:
-                    try:
-                        await self.layer.send(channel, message)
-                    except ChannelFull:
-                        problem = "its worker's channel stayed full"
-                    except Exception as exc:
-                        problem = f"cannot reach Redis ({type(exc).__name__}: {exc})"
+                    channel, problem = await self._deliver(channel, message, deadline, problem)
                 pause = wait if channel is not None else ROUTE_POLL
                 try:
                     reply = await self._next(queue, min(pause, deadline - loop.time()))
                 except TimeoutError:
-                    if holding:
-                        holding = False
-                        self._release_slot()
+                    first = False
+                    if holding is not None:
+                        self._slots_of.give(holding)
+                        holding = None
                     self._routes.pop(flow_id, None)
                     if loop.time() >= deadline:
                         raise FlowUnreachable(
@@ -374,6 +439,11 @@ class Client:
                     if channel is not None:
                         wait = min(wait * 2, max(wait, MAX_RETRY))
                     continue
+                if reply.get("error") == "expired":
+                    raise FlowTimeout(
+                        f"flow {flow_id}: {kind} reached its runner too late and was not "
+                        f"applied (no answer within {timeout:g} s: {problem})"
+                    )
                 if reply.get("error") == "not_found" and self._routes.pop(flow_id, None):
                     # The flow may have moved (adopted elsewhere): look it up afresh.
                     fresh, _ = await self._locate(flow_id, problem)
@@ -382,12 +452,53 @@ class Client:
                 break
         finally:
             del self._waiters[request]
-            if holding:
-                self._release_slot()
+            if holding is not None:
+                self._slots_of.give(holding)
         self.latency += (loop.time() - sent - self.latency) / 5
         if not reply.get("ok"):
             raise _error(reply)
         return reply
+
+    async def _deliver(
+        self, channel: str, message: dict[str, Any], deadline: float, problem: str
+    ) -> tuple[str | None, str]:
+        """Send ``message`` to ``channel``: → (channel, problem), or (None, why) if not sent.
+
+        A full channel is a busy host, not a lost one: it is tried again soon
+        rather than after a whole reply wait, until ``deadline``. While a
+        channel is full, this process's senders to it queue up and take turns
+        in order, so none is starved by later ones.
+        """
+        queue = self._full.get(channel)
+        if queue is None:
+            try:
+                await self.layer.send(channel, message)
+                return channel, problem
+            except ChannelFull:
+                pass
+            except Exception as exc:
+                return None, f"cannot reach Redis ({type(exc).__name__}: {exc})"
+            queue = self._full.setdefault(channel, _Turns())
+        queue.waiting += 1
+        try:
+            async with asyncio.timeout_at(deadline), queue.lock:
+                delay = FULL_RETRY
+                while True:
+                    try:
+                        await self.layer.send(channel, message)
+                        return channel, problem
+                    except ChannelFull:
+                        pass
+                    except Exception as exc:
+                        return None, f"cannot reach Redis ({type(exc).__name__}: {exc})"
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, MAX_FULL_RETRY)
+        except TimeoutError:
+            return None, "its worker's channel stayed full"
+        finally:
+            queue.waiting -= 1
+            if not queue.waiting and self._full.get(channel) is queue:
+                del self._full[channel]
 
     async def _locate(self, flow_id: str, problem: str) -> tuple[str | None, str]:
         """The channel of the flow's host (None for now, with why); FlowNotFound if unknown."""

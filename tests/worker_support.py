@@ -403,6 +403,37 @@ async def bounded(calls: list[Callable[[], Any]], limit: int) -> list[Any]:
     return await asyncio.gather(*(one(call) for call in calls))
 
 
+async def flows_on(victim: Worker, survivor: Worker, wanted: int) -> tuple[list[str], str]:
+    """Start flows until ``victim`` hosts ``wanted``; → (those ids, one id on ``survivor``)."""
+    from caravela_flow import astart
+    from tests.flowapp.flows import WorkerFlows
+
+    on_victim: set[str] = set()
+    async with Subscriber() as subscriber:
+        for _ in range(10):
+            await bounded([lambda: astart(WorkerFlows, "hold")] * wanted, 20)
+            on_victim = {f["id"] for f in await subscriber.hosted(victim)}
+            on_survivor = {f["id"] for f in await subscriber.hosted(survivor)}
+            if len(on_victim) >= wanted and on_survivor:
+                return sorted(on_victim)[:wanted], sorted(on_survivor)[0]
+    raise AssertionError(f"{len(on_victim)} flows on the victim after many starts")
+
+
+async def queued(redis_url: str, prefix: str, worker: Worker, count: int) -> None:
+    """Wait until ``count`` messages wait, unread, for (a dead) ``worker`` in Redis."""
+    import redis.asyncio
+
+    # channels-redis keeps all of a process's specific channels in one sorted set.
+    key = prefix + worker.channel[: worker.channel.index("!") + 1]
+    connection = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        async with asyncio.timeout(20):
+            while await connection.zcard(key) < count:
+                await asyncio.sleep(0.02)
+    finally:
+        await connection.aclose()
+
+
 class Daphne(Process):
     """``daphne demo_site.asgi:application`` on a free port of 127.0.0.1."""
 

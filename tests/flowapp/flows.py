@@ -26,6 +26,11 @@ def put(state: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     return {**state, key: value}
 
 
+def fill(state: dict[str, Any], n: int, size: int) -> dict[str, Any]:
+    """Set ``state["n"] = n`` and a ``blob`` of ``size`` characters (a big state, made here)."""
+    return {**state, "n": n, "blob": f"{n:08d}" * (size // 8)}
+
+
 def finish(state: dict[str, Any]) -> dict[str, Any]:
     """Let a ``WorkerFlows.hold`` flow end."""
     return {**state, "finish": True}
