@@ -54,7 +54,12 @@ async def messages(layer: Any, channel: str, reader: str) -> AsyncIterator[Any]:
     timed_out = False
     outage = 0
     loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
     while True:
+        if task is not None and task.cancelling():
+            # A cancellation the receive swallowed (on Python 3.11 redis-py's
+            # asyncio.wait_for can): end as cancelled rather than read on.
+            raise asyncio.CancelledError
         began = loop.time()
         try:
             message = await layer.receive(channel)

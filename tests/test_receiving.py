@@ -125,7 +125,7 @@ async def test_a_real_redis_with_a_short_socket_timeout_logs_one_line(
         assert message["type"] == "test.message"
     finally:
         reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
+        await asyncio.wait_for(asyncio.gather(reader, return_exceptions=True), 20)
         await layer.flush()
         await layer.close_pools()
     ours = [r for r in caplog.records if r.name == "caravela_flow"]
@@ -193,3 +193,32 @@ async def test_a_message_that_cannot_be_read_is_logged_each_time_with_its_traceb
         "reader: receive on chan failed; retrying"
     ] * 2
     assert all(r.exc_info is not None for r in caplog.records)
+
+
+class SwallowingLayer:
+    """A receive that swallows its first cancellation, as asyncio.wait_for can on 3.11."""
+
+    def __init__(self) -> None:
+        self.swallowed = asyncio.Event()
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.swallowed.set()
+        raise TimeoutError("Timeout reading from h:6379")
+
+
+async def test_a_cancellation_the_receive_swallowed_still_ends_the_loop() -> None:
+    layer = SwallowingLayer()
+
+    async def read() -> None:
+        async for _ in messages(layer, "chan", "worker"):
+            raise AssertionError("no message is ever received")
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0)
+    reader.cancel()
+    await asyncio.wait_for(layer.swallowed.wait(), 5)
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(reader, 5)
