@@ -259,7 +259,7 @@ class Client:
                 if holder == flow_id or (await self.directory.route(holder)).owner:
                     return name, holder
             except Exception as exc:  # Redis is out of reach: try again until the deadline
-                problem = f"cannot reach Redis ({type(exc).__name__}: {exc})"
+                problem = _no_redis(exc)
             await asyncio.sleep(KEY_POLL)
         raise NoWorkerAvailable(f"flow {key} with key {flow_key!r}: {problem} within {timeout:g} s")
 
@@ -337,7 +337,7 @@ class Client:
             raise
         except Exception as exc:
             if not isinstance(exc, (TimeoutError, ChannelFull)):
-                problem = f"cannot reach Redis ({type(exc).__name__}: {exc})"
+                problem = _no_redis(exc)
             if accepted is not None:  # it may have started after all: stop it
                 self._background(self._quiet_stop(flow_id))
             raise NoWorkerAvailable(
@@ -471,26 +471,22 @@ class Client:
         """
         queue = self._full.get(channel)
         if queue is None:
-            try:
-                await self.layer.send(channel, message)
+            failure = await self._send_once(channel, message)
+            if failure is None:
                 return channel, problem
-            except ChannelFull:
-                pass
-            except Exception as exc:
-                return None, f"cannot reach Redis ({type(exc).__name__}: {exc})"
+            if isinstance(failure, str):
+                return None, failure
             queue = self._full.setdefault(channel, _Turns())
         queue.waiting += 1
         try:
             async with asyncio.timeout_at(deadline), queue.lock:
                 delay = FULL_RETRY
                 while True:
-                    try:
-                        await self.layer.send(channel, message)
+                    failure = await self._send_once(channel, message)
+                    if failure is None:
                         return channel, problem
-                    except ChannelFull:
-                        pass
-                    except Exception as exc:
-                        return None, f"cannot reach Redis ({type(exc).__name__}: {exc})"
+                    if isinstance(failure, str):
+                        return None, failure
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, MAX_FULL_RETRY)
         except TimeoutError:
@@ -499,6 +495,16 @@ class Client:
             queue.waiting -= 1
             if not queue.waiting and self._full.get(channel) is queue:
                 del self._full[channel]
+
+    async def _send_once(self, channel: str, message: dict[str, Any]) -> str | _Full | None:
+        """One send: None if sent, :data:`FULL` if the channel is full, else why not."""
+        try:
+            await self.layer.send(channel, message)
+        except ChannelFull:
+            return FULL
+        except Exception as exc:
+            return _no_redis(exc)
+        return None
 
     async def _locate(self, flow_id: str, problem: str) -> tuple[str | None, str]:
         """The channel of the flow's host (None for now, with why); FlowNotFound if unknown."""
@@ -509,7 +515,7 @@ class Client:
         try:
             route = await self.directory.route(flow_id)
         except Exception as exc:
-            return None, f"cannot reach Redis ({type(exc).__name__}: {exc})"
+            return None, _no_redis(exc)
         if route.owner is None:
             settling = 2 * get_settings().LEASE_SECONDS + 1
             if route.epoch is None or time.time() - route.epoch < settling:
@@ -547,8 +553,7 @@ class Client:
                 await self.layer.group_send(workers_group(), ask)
             except Exception as exc:
                 raise FlowUnreachable(
-                    f"cannot ask the workers for their flows: cannot reach Redis "
-                    f"({type(exc).__name__}: {exc})"
+                    f"cannot ask the workers for their flows: {_no_redis(exc)}"
                 ) from None
             loop = asyncio.get_running_loop()
             deadline = loop.time() + seconds
@@ -717,3 +722,15 @@ class WorkerBackend:
     def inspect(self, flow_id: str) -> dict[str, Any]:
         reply = _run(lambda c: c.request(flow_id, "inspect", {}))
         return dict(reply["details"])
+
+
+def _no_redis(exc: BaseException) -> str:
+    """Why a call failed when Redis could not be reached."""
+    return f"cannot reach Redis ({type(exc).__name__}: {exc})"
+
+
+class _Full:
+    """The channel was full: try again soon."""
+
+
+FULL = _Full()
