@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from caravela_flow import aget_state, asignal, astart, remote
+from caravela_flow.host import _HANDLERS
 from tests.flowapp.flows import WorkerFlows, increment
 from tests.fuzz_support import ids, junk, message
 from tests.worker_support import (
@@ -33,16 +34,8 @@ from tests.worker_support import (
 
 pytestmark = pytest.mark.worker
 
-TYPES = [
-    "caravela.start",
-    "caravela.accept",
-    "caravela.decline",
-    "caravela.signal",
-    "caravela.get_state",
-    "caravela.snapshot",
-    "caravela.stop",
-    "caravela.list",
-]
+#: Every type a worker host handles (its own table).
+TYPES = sorted(_HANDLERS)
 #: Log lines that mean something crashed. (A flow that an allowed signal function
 #: crashes logs a WARNING with its traceback, from the runner: that is no refusal.)
 CRASHED = re.compile(r" (ERROR|CRITICAL) ")

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from caravela_flow import host as host_module
 from caravela_flow import remote
 from caravela_flow.errors import FlowError
-from caravela_flow.host import WorkerHost
+from caravela_flow.host import _HANDLERS, WorkerHost
 from caravela_flow.supervisor import Snapshot, supervisor
 from tests.flowapp.flows import WorkerFlows
 from tests.fuzz_support import captured, ids, junk, message, records
@@ -45,18 +45,8 @@ FUZZ = settings(
 #: Generous: bounds waits for replies that normally take a millisecond.
 TIMEOUT = 5.0
 
-TYPES = [
-    "caravela.start",
-    "caravela.accept",
-    "caravela.decline",
-    "caravela.signal",
-    "caravela.get_state",
-    "caravela.snapshot",
-    "caravela.stop",
-    "caravela.list",
-    "caravela.reply",
-    "flow.state",
-]
+#: Every type a worker host handles (its own table), and two it must not.
+TYPES = [*sorted(_HANDLERS), "caravela.reply", "flow.state"]
 FUNCTIONS = [
     "tests.flowapp.flows:increment",
     "tests.flowapp.flows:tag",
