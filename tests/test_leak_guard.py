@@ -7,12 +7,9 @@ a clean test passes. The fixture's cases run in a pytest subprocess
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import unittest
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from django.test import SimpleTestCase
@@ -21,9 +18,9 @@ from caravela_flow import Flows, flow, set_state, start, stop, wait_until
 from caravela_flow.leaks import FlowGuard, leak_message, running_flows
 from caravela_flow.testing import FlowTestMixin, start_probe
 from tests.flowapp.flows import WorkerFlows
+from tests.order_cases import run_pytest
 from tests.worker_support import RedisServer, WorkerPool, worker_mode
 
-ROOT = Path(__file__).resolve().parent.parent
 CASES = "tests/leak_cases/cases_leaks.py"
 ORDER = ("test_leaks_a_flow", "test_clean", "test_leaks_without_asking_for_the_fixture")
 LAST = "test_nothing_left_running"
@@ -43,27 +40,11 @@ class GuardFlows(Flows):
 
 
 def run_cases(*options: str) -> subprocess.CompletedProcess[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-v",
-        "-p",
-        "no:randomly",
-        "-p",
-        "no:cacheprovider",
+    return run_pytest(
         "-p",
         "caravela_flow.pytest_plugin",
-        "-p",
-        "tests.order_cases.keep_order",
-        "-o",
-        "python_files=cases_*.py",
         *options,
         *(f"{CASES}::{name}" for name in (*ORDER, LAST)),
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
     )
 
 

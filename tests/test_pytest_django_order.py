@@ -8,41 +8,20 @@ tests/order_cases and run in a pytest subprocess, once in each order.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 from django.test import SimpleTestCase
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.order_cases import run_pytest
+
 CASES = "tests/order_cases/cases_db_order.py"
 DB_TEST = "test_a_flow_that_uses_the_database"
 PLAIN_TEST = "test_a_flow_that_never_touches_the_database"
 
 
 def run_in_order(*names: str) -> subprocess.CompletedProcess[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-v",
-        "-p",
-        "no:randomly",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "tests.order_cases.keep_order",
-        "--ds",
-        "tests.order_cases.settings",
-        "-o",
-        "python_files=cases_*.py",
-        *(f"{CASES}::{name}" for name in names),
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    return subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    return run_pytest(
+        *(f"{CASES}::{name}" for name in names), settings="tests.order_cases.settings"
     )
 
 
