@@ -264,27 +264,23 @@ class Directory:
 
     async def dead_hosts(self, me: str) -> list[str]:
         """Registered hosts whose lease has expired."""
-        members = await self.redis.smembers(self._k("hosts"))
-        hosts = [h for h in map(_text, members) if h is not None and h != me]
-        if not hosts:
-            return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for host in hosts:
-                pipe.exists(self._k("host", host))
-            alive = await pipe.execute()
-        return [h for h, up in zip(hosts, alive, strict=True) if not up]
+        return [h for h, up in await self._leases(other_than=me) if not up]
 
     async def live_hosts(self) -> list[str]:
         """Registered hosts whose lease is held (the workers that should answer)."""
+        return sorted(h for h, up in await self._leases() if up)
+
+    async def _leases(self, other_than: str | None = None) -> list[tuple[str, bool]]:
+        """Each registered host (but ``other_than``), and whether its lease is held."""
         members = await self.redis.smembers(self._k("hosts"))
-        hosts = sorted(h for h in map(_text, members) if h is not None)
+        hosts = [h for h in map(_text, members) if h is not None and h != other_than]
         if not hosts:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for host in hosts:
                 pipe.exists(self._k("host", host))
             alive = await pipe.execute()
-        return [h for h, up in zip(hosts, alive, strict=True) if up]
+        return [(h, bool(up)) for h, up in zip(hosts, alive, strict=True)]
 
     async def adopt(self, dead: str, me: str, batch: int = 50) -> list[Adopted]:
         """Take up to ``batch`` running flows of a dead host; each goes to one adopter."""
