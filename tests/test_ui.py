@@ -125,6 +125,7 @@ def create_sync_and_delete(page: Page, base_url: str, title: str) -> None:
     book = Book.objects.get(title=title)
     indicator = page.locator(f'.sync[data-book="{book.pk}"]')
     expect(indicator).to_have_attribute("data-phase", "synced", timeout=15_000)
+    flow_id = indicator.get_attribute("data-flow-id")
 
     page.goto(f"{base_url}/books/{book.pk}/delete/")
     page.get_by_role("button", name="Yes, delete it").click()
@@ -134,7 +135,8 @@ def create_sync_and_delete(page: Page, base_url: str, title: str) -> None:
     assert not Book.objects.filter(pk=book.pk).exists()
     # The deleted book's flow was stopped: the dashboard lists it as stopped.
     page.goto(f"{base_url}/flows/")
-    row = page.locator("tbody:visible tr", has_text=f"book:{book.pk}")
+    row = page.locator(f"tbody:visible tr#flow-{flow_id}")
+    expect(row).to_contain_text(f"book:{book.pk}")
     expect(row).to_have_attribute("data-status", "stopped", timeout=10_000)
 
 
@@ -230,7 +232,9 @@ class DemoInBrowserTests(ChannelsLiveServerTestCase):  # type: ignore[misc]
         # Stop the book's flow from the running-flows page: the list sees it end.
         editor.goto(self.url("library:flow_list"))
         expect(editor.locator(".dashboard")).to_have_attribute("data-loaded", "true")
-        row = editor.locator("tbody:visible tr", has_text="Kindred")
+        # By its flow: an earlier test's flow may name a book of the same pk.
+        row = editor.locator(f"tbody:visible tr#flow-{indicator.get_attribute('data-flow-id')}")
+        expect(row).to_contain_text("Kindred")
         row.get_by_role("button", name="Stop").click()
         expect(editor.locator(".message")).to_contain_text("Stopped flow")
         expect(indicator).to_have_attribute("data-phase", "stopped", timeout=5_000)
